@@ -1,0 +1,129 @@
+"""Eager input checks, run in Python on concrete arrays before any tracing.
+
+Every check names the offending argument. Checks are skipped for traced values (inside a
+user's `jit` or `vmap`); there the library relies on `equinox.error_if` where it matters.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def is_concrete(x) -> bool:
+    """True when `x` holds actual values (not a tracer inside jit/vmap/grad)."""
+    return not isinstance(x, jax.core.Tracer)
+
+
+def sphere_tolerance(dtype) -> float:
+    """Tolerance on | |x| - 1 | accepted for points on the sphere: sqrt(machine epsilon).
+
+    That is about 3.5e-4 in float32 and 1.5e-8 in float64.
+    """
+    return math.sqrt(float(jnp.finfo(dtype).eps))
+
+
+def float_dtype(x) -> jnp.dtype:
+    """The floating dtype `x` will be computed in (float32 unless x64 is on and x is f64)."""
+    dtype = jnp.result_type(x)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        dtype = jnp.result_type(float)
+    return jnp.dtype(dtype)
+
+
+def check_points(X, name: str = "X", *, on_sphere: bool = True, d: int | None = None):
+    """Check that `X` is a finite (n, d) array with unit rows; return it as a JAX array."""
+    if not hasattr(X, "shape"):
+        X = np.asarray(X)
+    if X.ndim != 2:
+        raise ValueError(f"`{name}` must have shape (n, d); got shape {tuple(X.shape)}.")
+    n, dim = X.shape
+    if n < 1:
+        raise ValueError(f"`{name}` must hold at least one point; got shape {tuple(X.shape)}.")
+    if dim < 2:
+        raise ValueError(f"`{name}` must have dimension d >= 2 (points on S^(d-1)); got d={dim}.")
+    if d is not None and dim != d:
+        raise ValueError(f"`{name}` has dimension d={dim}, expected d={d}.")
+    X = jnp.asarray(X, dtype=float_dtype(X))
+    if not is_concrete(X):
+        return X
+    # Checks run in NumPy on the host: no XLA compilation per new shape.
+    Xh = np.asarray(X)
+    if not np.all(np.isfinite(Xh)):
+        bad = int(np.sum(~np.all(np.isfinite(Xh), axis=-1)))
+        raise ValueError(f"`{name}` contains NaN or inf in {bad} row(s).")
+    if on_sphere:
+        err = float(np.max(np.abs(np.linalg.norm(Xh, axis=-1) - 1)))
+        tol = sphere_tolerance(X.dtype)
+        if err > tol:
+            raise ValueError(
+                f"`{name}` rows must lie on the unit sphere: max | |x_i| - 1 | = {err:.3g} "
+                f"exceeds the tolerance {tol:.2g} for {X.dtype}. Normalise with "
+                "`meanfield.retract(X)` (X / |X| row-wise)."
+            )
+    return X
+
+
+def check_masses(m, n: int, dtype, name: str = "m"):
+    """Check masses of shape (n,), non-negative, summing to 1; `None` means uniform 1/n."""
+    if m is None:
+        return jnp.asarray(np.full((n,), 1.0 / n), dtype=dtype)
+    if not hasattr(m, "shape"):
+        m = np.asarray(m)
+    if tuple(m.shape) != (n,):
+        raise ValueError(
+            f"`{name}` must have shape ({n},) to match the points; got {tuple(m.shape)}."
+        )
+    m = jnp.asarray(m, dtype=dtype)
+    if not is_concrete(m):
+        return m
+    mh = np.asarray(m)
+    if not np.all(np.isfinite(mh)):
+        raise ValueError(f"`{name}` contains NaN or inf.")
+    if np.any(mh < 0):
+        raise ValueError(f"`{name}` must be non-negative; min is {float(np.min(mh)):.3g}.")
+    total = float(np.sum(mh, dtype=np.float64))
+    tol = 1e3 * float(jnp.finfo(dtype).eps) * max(1.0, math.sqrt(n))
+    if abs(total - 1.0) > tol:
+        raise ValueError(
+            f"`{name}` must sum to 1 (a probability measure); it sums to {total:.6g}. "
+            "Pass m / m.sum() if you meant relative weights."
+        )
+    return m
+
+
+def check_positive_scalar(x, name: str, *, allow_zero: bool = False):
+    """Check a scalar is finite and > 0 (or >= 0); traced values pass through."""
+    if not is_concrete(x):
+        return x
+    arr = np.asarray(x)
+    if arr.ndim != 0:
+        raise ValueError(f"`{name}` must be a scalar; got shape {arr.shape}.")
+    val = float(arr)
+    if not math.isfinite(val):
+        raise ValueError(f"`{name}` must be finite; got {val}.")
+    if val < 0 or (val == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"`{name}` must be {bound}; got {val}.")
+    return x
+
+
+def check_sign(sign):
+    """The interaction sign s must be +1 (attractive) or -1 (repulsive)."""
+    if is_concrete(sign):
+        arr = np.asarray(sign)
+        if arr.ndim != 0 or float(arr) not in (1.0, -1.0):
+            raise ValueError(f"`sign` must be +1 (attractive) or -1 (repulsive); got {sign!r}.")
+    return sign
+
+
+def check_int(x, name: str, *, minimum: int = 1) -> int:
+    """A Python integer >= minimum (shape-determining arguments such as `steps`)."""
+    if isinstance(x, bool) or not isinstance(x, (int, np.integer)):
+        raise ValueError(f"`{name}` must be an integer; got {x!r}.")
+    if x < minimum:
+        raise ValueError(f"`{name}` must be >= {minimum}; got {x}.")
+    return int(x)

@@ -1,0 +1,28 @@
+"""Plain NumPy reference implementations of the formulas in DESIGN.md section 1."""
+
+import numpy as np
+
+
+def project(X, V):
+    return V - np.sum(X * V, axis=-1, keepdims=True) * X
+
+
+def usa_velocity(X, m, beta, sign=1.0):
+    K = np.exp(beta * X @ X.T)
+    return sign * project(X, (K * m[None, :]) @ X)
+
+
+def sa_velocity(X, m, beta, sign=1.0):
+    S = beta * X @ X.T + np.log(m)[None, :]
+    S = S - S.max(axis=1, keepdims=True)
+    P = np.exp(S)
+    P /= P.sum(axis=1, keepdims=True)
+    return sign * project(X, P @ X)
+
+
+def energy(X, m, beta, sign=1.0, potential=None):
+    K = np.exp(beta * X @ X.T)
+    F = sign / (2 * beta) * m @ K @ m
+    if potential is not None:
+        F += 0.5 * np.sum(m * potential)
+    return F

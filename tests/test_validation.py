@@ -1,0 +1,109 @@
+"""Bad input gets a clear error naming the argument, before any long computation."""
+
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import meanfield as mf
+
+
+@pytest.fixture
+def X(getkey):
+    return mf.uniform_sphere(getkey(), 6, 3)
+
+
+def test_wrong_shapes(X):
+    model = mf.MeanField(1.0)
+    with pytest.raises(ValueError, match="`X` must have shape"):
+        model.velocity(X[0])
+    with pytest.raises(ValueError, match="`X` must have shape"):
+        model.velocity(X[None])
+    with pytest.raises(ValueError, match="d >= 2"):
+        model.velocity(jnp.ones((4, 1)))
+    with pytest.raises(ValueError, match="`m` must have shape"):
+        model.velocity(X, jnp.ones(5) / 5)
+    with pytest.raises(ValueError, match="`perceptron` acts on R\\^4"):
+        p = mf.Perceptron.random(jr.PRNGKey(0), 4)
+        mf.MeanField(1.0, perceptron=p).velocity(X)
+    with pytest.raises(ValueError, match="`Y` has dimension"):
+        model.first_variation(jnp.ones((2, 4)) / 2, X)
+    with pytest.raises(ValueError, match="`X0` must have shape"):
+        mf.integrate(model, X[0], dt=0.1, steps=3)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.floats(1e-6, 0.5), st.integers(0, 5), st.booleans())
+def test_rows_off_the_sphere_are_rejected(eps, row, shrink):
+    X = np.tile(np.array([[1.0, 0.0, 0.0]]), (6, 1))
+    X[row] *= (1 - eps) if shrink else (1 + eps)
+    with pytest.raises(ValueError, match="`X` rows must lie on the unit sphere"):
+        mf.MeanField(1.0).velocity(X)
+
+
+def test_rows_within_tolerance_are_accepted():
+    # Tolerance is sqrt(eps): 1.5e-8 in float64, 3.5e-4 in float32.
+    X = np.tile(np.array([[1.0, 0.0, 0.0]]), (3, 1)) * (1 + 1e-9)
+    assert np.all(np.isfinite(mf.MeanField(1.0).velocity(X)))
+    X32 = (np.tile(np.array([[1.0, 0.0, 0.0]]), (3, 1)) * (1 + 1e-4)).astype(np.float32)
+    assert np.all(np.isfinite(mf.MeanField(1.0).velocity(X32)))
+
+
+def test_nan_in_X(X):
+    bad = X.at[2, 1].set(jnp.nan)
+    with pytest.raises(ValueError, match="`X` contains NaN or inf in 1 row"):
+        mf.MeanField(1.0).velocity(bad)
+    with pytest.raises(ValueError, match="`X0` contains NaN"):
+        mf.integrate(mf.MeanField(1.0), bad, dt=0.1, steps=2)
+    with pytest.raises(ValueError, match="`X` contains NaN"):
+        mf.MeanField(1.0).energy(bad.at[0, 0].set(jnp.inf))
+
+
+@pytest.mark.parametrize(
+    "m, match",
+    [
+        (jnp.array([0.5, 0.5, 0.2, -0.2, 0.0, 0.0]), "non-negative"),
+        (jnp.ones(6), "sum to 1"),
+        (jnp.array([0.5, jnp.nan, 0.5, 0.0, 0.0, 0.0]), "NaN"),
+    ],
+)
+def test_bad_masses(X, m, match):
+    with pytest.raises(ValueError, match=f"`m`.*{match}"):
+        mf.MeanField(1.0).velocity(X, m)
+    with pytest.raises(ValueError, match=f"`m`.*{match}"):
+        mf.integrate(mf.MeanField(1.0), X, m=m, dt=0.1, steps=2)
+
+
+@pytest.mark.parametrize("beta", [0.0, -1.0, float("nan"), float("inf")])
+def test_bad_beta(beta):
+    with pytest.raises(ValueError, match="`beta`"):
+        mf.MeanField(beta)
+
+
+def test_bad_model_options():
+    with pytest.raises(ValueError, match="`sign`"):
+        mf.MeanField(1.0, sign=0.5)
+    with pytest.raises(ValueError, match="`attention`"):
+        mf.MeanField(1.0, attention="softmax")
+    with pytest.raises(ValueError, match="`kernel`"):
+        mf.MeanField(1.0, kernel="fft")
+    with pytest.raises(ValueError, match="attention='general'"):
+        mf.MeanField(1.0, value=jnp.eye(3))
+
+
+def test_bad_integration_arguments(X):
+    model = mf.MeanField(1.0)
+    with pytest.raises(ValueError, match="`dt`"):
+        mf.integrate(model, X, dt=0.0, steps=2)
+    with pytest.raises(ValueError, match="`dt`"):
+        mf.integrate(model, X, dt=float("nan"), steps=2)
+    with pytest.raises(ValueError, match="`steps`"):
+        mf.integrate(model, X, dt=0.1, steps=2.5)
+    with pytest.raises(ValueError, match="`steps`"):
+        mf.integrate(model, X, dt=0.1, steps=0)
+    with pytest.raises(ValueError, match="`method`"):
+        mf.integrate(model, X, dt=0.1, steps=2, method="leapfrog")
+    with pytest.raises(ValueError, match="`tol`"):
+        mf.integrate_until(model, X, dt=0.1, tol=-1.0)
