@@ -1,6 +1,8 @@
 """meanfield: self-attention as interacting particles on the sphere, in JAX."""
 
+from . import plot as plot
 from ._dynamics import MLP as MLP
+from . import plot as plot
 from ._dynamics import MeanField as MeanField
 from ._energy import log_interaction as log_interaction
 from ._integrate import (
