@@ -27,6 +27,10 @@ from ._sphere import exp_map, retract, uniform_sphere
 from ._validation import check_int, check_positive_scalar
 
 METHODS = ("euler", "rk4", "geodesic")
+_BLOWUP = (
+    "The integration produced NaN or inf: exp(beta) overflowed or dt is far too large. "
+    "Use rescaled_time=True for large beta, float64, or a smaller dt."
+)
 
 
 class Trajectory(eqx.Module):
@@ -87,6 +91,7 @@ def _integrate_scan(model, X0, m, dt, steps: int, save_every: int, method: str):
 
     _, xs = lax.scan(outer, X0, None, length=steps // save_every)
     xs = jnp.concatenate([X0[None], xs], axis=0)
+    xs = eqx.error_if(xs, ~jnp.all(jnp.isfinite(xs)), _BLOWUP)
     ts = dt * save_every * jnp.arange(xs.shape[0], dtype=X0.dtype)
     return Trajectory(ts, xs)
 
@@ -152,6 +157,7 @@ def _integrate_while(model, X0, m, dt, max_steps, tol, method: str, check_every:
         return X, k + check_every, max_speed(X)
 
     X, k, speed = lax.while_loop(cond, body, (X0, jnp.asarray(0), max_speed(X0)))
+    X = eqx.error_if(X, ~jnp.all(jnp.isfinite(X)), _BLOWUP)
     return StopResult(X, k, k * dt, speed, speed <= tol)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -49,7 +50,10 @@ def check_points(X, name: str = "X", *, on_sphere: bool = True, d: int | None = 
         raise ValueError(f"`{name}` has dimension d={dim}, expected d={d}.")
     X = jnp.asarray(X, dtype=float_dtype(X))
     if not is_concrete(X):
-        return X
+        # Inside jit/vmap/grad only the NaN check survives (as a runtime error); the
+        # sphere check is skipped so that ambient perturbations (finite differences,
+        # RK4 stages) stay possible.
+        return eqx.error_if(X, ~jnp.all(jnp.isfinite(X)), f"`{name}` contains NaN or inf.")
     # Checks run in NumPy on the host: no XLA compilation per new shape.
     Xh = np.asarray(X)
     if not np.all(np.isfinite(Xh)):

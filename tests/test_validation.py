@@ -107,3 +107,20 @@ def test_bad_integration_arguments(X):
         mf.integrate(model, X, dt=0.1, steps=2, method="leapfrog")
     with pytest.raises(ValueError, match="`tol`"):
         mf.integrate_until(model, X, dt=0.1, tol=-1.0)
+
+
+def test_nan_inside_jit_is_a_runtime_error(X):
+    import equinox as eqx
+
+    model = mf.MeanField(1.0)
+    bad = X.at[0, 0].set(jnp.nan)
+    with pytest.raises(Exception, match="`X` contains NaN"):
+        eqx.filter_jit(model.velocity)(bad)
+
+
+def test_blow_up_during_integration_is_an_error_not_a_silent_nan(getkey):
+    # float32 with beta = 88: e^beta ~ 1.6e38 still fits, but |x + dt v|^2 overflows, so
+    # the first Euler step would silently produce NaN without the check.
+    X = mf.uniform_sphere(getkey(), 8, 3, dtype=jnp.float32)
+    with pytest.raises(Exception, match="NaN or inf"):
+        mf.integrate(mf.MeanField(88.0, sign=1), X, dt=1.0, steps=5)
