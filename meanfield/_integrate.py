@@ -183,6 +183,27 @@ def integrate_until(
     return _integrate_while(model, X0, m, dt, max_steps, tol, method, check_every)
 
 
+def stepper(model, *, dt, method: str = "euler", m=None):
+    """jax-md style pair `(init_fn, step_fn)` for writing your own loops.
+
+    `init_fn(X0)` validates the initial state and returns it as an array; `step_fn(X)`
+    advances one step of size dt (pure, jit-able, no input checks).
+    """
+    check_positive_scalar(dt, "dt")
+    step = make_step(method)
+
+    def init_fn(X0):
+        X0, masses = model.check_inputs(X0, m, name="X0")
+        model.check_representable(X0.dtype)
+        return X0
+
+    def step_fn(X):
+        masses = m if m is not None else jnp.full((X.shape[0],), 1.0 / X.shape[0], X.dtype)
+        return step(lambda Y: model._velocity(Y, masses), X, jnp.asarray(dt, X.dtype))
+
+    return init_fn, step_fn
+
+
 def with_beta(model, beta):
     """A copy of `model` with another (possibly traced) inverse temperature."""
     return eqx.tree_at(lambda mdl: mdl.beta, model, jnp.asarray(beta, model.beta.dtype))

@@ -117,3 +117,17 @@ def test_float32_by_default_float64_when_enabled(getkey):
     assert mf.integrate(mf.MeanField(1.0), X32, dt=0.1, steps=3).xs.dtype == jnp.float32
     X64 = mf.uniform_sphere(getkey(), 5, 3)
     assert mf.integrate(mf.MeanField(1.0), X64, dt=0.1, steps=3).xs.dtype == jnp.float64
+
+
+def test_stepper_pair_reproduces_integrate(getkey):
+    model = mf.MeanField(2.0, sign=-1, attention="sa")
+    X0 = mf.uniform_sphere(getkey(), 10, 3)
+    init_fn, step_fn = mf.stepper(model, dt=0.05, method="rk4")
+    X = init_fn(X0)
+    step_fn = jax.jit(step_fn)
+    for _ in range(8):
+        X = step_fn(X)
+    ref = mf.integrate(model, X0, dt=0.05, steps=8, method="rk4").final
+    np.testing.assert_allclose(X, ref, atol=1e-14)
+    with pytest.raises(ValueError, match="`X0` rows must lie"):
+        init_fn(2 * X0)
