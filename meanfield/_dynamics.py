@@ -22,6 +22,7 @@ from jaxtyping import Array, Float
 from ._energy import kernel_first_variation, log_interaction, perceptron_energy, safe_exp
 from ._kernels import KERNELS, attention_stats, log_masses, max_exponent
 from ._perceptron import Perceptron, activation_functions, check_perceptron
+from ._spectral import spectral_log_interaction, spectral_order, spectral_sums
 from ._sphere import project
 from ._validation import (
     check_masses,
@@ -82,13 +83,23 @@ class MeanField(eqx.Module):
             dynamics of real transformers) or "general" (arbitrary V, B, weights).
         perceptron: optional `Perceptron` (conservative drift u = P grad v / 2) or, for
             attention="general" only, an `MLP`.
-        kernel: "auto" | "dense" | "tiled" | "spectral" (pairwise-sum implementation).
+        kernel: "auto" | "dense" | "tiled" | "spectral" | "attention" (pairwise-sum
+            implementation; "attention": jax.nn.dot_product_attention, `_attention_gpu`).
         shift_kernel: use K = exp(beta(<x, y> - 1)) (the convention of the perceptron
             paper's code): weakens the interaction by e^{-beta} relative to the perceptron.
         rescaled_time: multiply the whole velocity by e^{-beta}; the same trajectories on a
             clock slowed by e^{beta}, finite for any beta.
         value, query_key, weights: for attention="general": V (d, d) (default sign * I),
             B (d, d) (default I), and "softmax" or "exp" attention weights.
+        spectral_tol: error tolerance of the spectral kernel (relative to e^beta, the
+            largest kernel value; floor about 1e-13 in float64). Default 1e-12.
+        spectral_order: truncation order K (d = 2) / degree L (d = 3) for the spectral
+            kernel; by default the smallest order whose error bound is <= spectral_tol at
+            this beta (for a sweep over beta, build the model at the largest beta).
+
+    kernel="auto" uses the spectral kernel on S^1 and S^2 when it is much cheaper than the
+    pairwise sum (n >= 16 (K + 1) on the circle, n >= 8 (L + 1)^2 on S^2, and n >= 16384),
+    otherwise dense (small n) or tiled.
     """
 
     beta: Array
@@ -101,6 +112,8 @@ class MeanField(eqx.Module):
     value: Array | None
     query_key: Array | None
     weights: str = eqx.field(static=True)
+    spectral_tol: float = eqx.field(static=True)
+    spectral_orders: tuple | None = eqx.field(static=True)
 
     def __init__(
         self,
@@ -115,6 +128,8 @@ class MeanField(eqx.Module):
         value=None,
         query_key=None,
         weights: str = "softmax",
+        spectral_tol: float = 1e-12,
+        spectral_order: int | None = None,
     ):
         check_positive_scalar(beta, "beta")
         check_sign(sign)
@@ -148,6 +163,75 @@ class MeanField(eqx.Module):
         self.value = None if value is None else jnp.asarray(value)
         self.query_key = None if query_key is None else jnp.asarray(query_key)
         self.weights = weights
+        self.spectral_tol = float(spectral_tol)
+        self.spectral_orders = self._spectral_orders(kernel, attention, spectral_order)
+
+    def _spectral_orders(self, kernel, attention, order):
+        """(K for S^1, L for S^2) for kernel="spectral", fixed at construction so that beta
+        can stay traced; None otherwise ("auto" decides in `resolve_kernel`)."""
+        if order is not None:
+            if isinstance(order, bool) or not isinstance(order, int) or order < 1:
+                raise ValueError(f"`spectral_order` must be a positive integer; got {order!r}.")
+            return (order, order)
+        if not self.spectral_tol > 0 or not np.isfinite(self.spectral_tol):
+            raise ValueError(f"`spectral_tol` must be > 0; got {self.spectral_tol}.")
+        if kernel != "spectral":
+            return None
+        if not is_concrete(self.beta):
+            raise ValueError(
+                "kernel='spectral' with a traced beta needs an explicit `spectral_order`."
+            )
+        return tuple(spectral_order(float(self.beta), d, self.spectral_tol) for d in (2, 3))
+
+    def resolve_kernel(self, n: int, d: int) -> MeanField:
+        """This model with kernel="auto" resolved for n points in R^d.
+
+        Returns a spectral copy when the spectral sum is much cheaper than the pairwise one
+        (d = 2 or 3, n >= 16384 and n >= 16 (K + 1) on S^1 or 8 (L + 1)^2 on S^2, with the
+        order rounded up to a power of two so that nearby betas share one compilation);
+        otherwise the model itself (dense below 512^2 pairs, tiled above). Entry points
+        (velocity, energy, integrate, ensemble) call it before compiling.
+        """
+        if (
+            self.kernel != "auto"
+            or self.attention == "general"
+            or d not in (2, 3)
+            or n < 16384
+            or not is_concrete(self.beta)
+        ):
+            return self
+        try:
+            order = spectral_order(float(self.beta), d, self.spectral_tol)
+        except ValueError:
+            return self
+        order = max(16, 1 << (order - 1).bit_length())
+        cost = 16 * (order + 1) if d == 2 else 8 * (order + 1) ** 2
+        if n < cost:
+            return self
+        return MeanField(
+            self.beta,
+            self.sign,
+            self.attention,
+            self.perceptron,
+            "spectral",
+            shift_kernel=self.shift_kernel,
+            rescaled_time=self.rescaled_time,
+            spectral_tol=self.spectral_tol,
+            spectral_order=order,
+        )
+
+    def _implementation(self, n: int, d: int) -> str:
+        """'spectral', or the pairwise kernel name passed on to attention_stats."""
+        if self.kernel == "spectral":
+            if d not in (2, 3):
+                raise ValueError(
+                    f"kernel='spectral' needs points on S^1 or S^2 (d = 2 or 3); got d = {d}. "
+                    "Use kernel='tiled' in higher dimensions."
+                )
+            if self.attention == "general":
+                raise ValueError("kernel='spectral' supports attention='usa' and 'sa' only.")
+            return "spectral"
+        return self.kernel
 
     # ---------------------------------------------------------------- validation
     def check_inputs(self, X, m=None, name: str = "X"):
@@ -189,10 +273,21 @@ class MeanField(eqx.Module):
     def _velocity(self, X: Float[Array, "n d"], m: Float[Array, " n"]) -> Float[Array, "n d"]:
         """Velocity without input checks (X may be slightly off the sphere in RK4 stages)."""
         dtype = X.dtype
+        if self._implementation(*X.shape) == "spectral":
+            return self._spectral_velocity(X, m)
+        Q = X if self.query_key is None else X @ self.query_key.astype(dtype)
+        beta = self.beta.astype(dtype)
+        L, Y = attention_stats(Q, X, X, beta, log_masses(m.astype(dtype)), self.kernel)
+        return self._velocity_from_stats(X, L, Y)
+
+    def _velocity_from_stats(self, X: Float[Array, "n d"], L, Y) -> Float[Array, "n d"]:
+        """Row-wise velocity from the attention statistics (L, Y) of the rows X.
+
+        Shared by the single-device path and the particle-sharded ring (`_sharding.py`).
+        """
+        dtype = X.dtype
         beta = self.beta.astype(dtype)
         log_time = self._log_time_scale(dtype)
-        Q = X if self.query_key is None else X @ self.query_key.astype(dtype)
-        L, Y = attention_stats(Q, X, X, beta, log_masses(m.astype(dtype)), self.kernel)
         unnormalised = self.attention == "usa" or (
             self.attention == "general" and self.weights == "exp"
         )
@@ -209,11 +304,29 @@ class MeanField(eqx.Module):
             v = v + jnp.exp(log_time) * self.perceptron.drift(X)
         return v
 
+    def _spectral_velocity(self, X, m):
+        """USA: s e^{beta + log scales} grad_S f~ / beta; SA: s grad_S f~ / (beta f~),
+        with f~ = e^{-beta} sum_j m_j exp(beta <x, x_j>) from `_spectral`."""
+        dtype = X.dtype
+        beta = self.beta.astype(dtype)
+        log_time = self._log_time_scale(dtype)
+        order = self.spectral_orders[X.shape[1] - 2]
+        f, grad = spectral_sums(X, X, m.astype(dtype), beta, order)
+        if self.attention == "usa":
+            log_scale = beta + log_time + self._log_kernel_shift(dtype)
+            v = jnp.exp(log_scale) * grad / beta
+        else:
+            v = jnp.exp(log_time) * grad / (beta * f[:, None])
+        v = self.sign.astype(dtype) * v
+        if self.perceptron is not None:
+            v = v + jnp.exp(log_time) * self.perceptron.drift(X)
+        return v
+
     def velocity(self, X: Float[Array, "n d"], m: Float[Array, " n"] | None = None) -> Array:
         """dX/dt at X, shape (n, d); tangent to the sphere at every row."""
         X, m = self.check_inputs(X, m)
         self.check_representable(X.dtype)
-        return self._velocity(X, m)
+        return self.resolve_kernel(*X.shape)._velocity(X, m)
 
     def vector_field(self, t, X: Float[Array, "n d"], args=None) -> Float[Array, "n d"]:
         """f(t, X, args) in the diffrax convention; args = masses m (n,) or None (uniform)."""
@@ -236,7 +349,13 @@ class MeanField(eqx.Module):
         self._require_energy()
         X, m = self.check_inputs(X, m)
         beta = self.beta.astype(X.dtype)
-        return log_interaction(X, m, beta, kernel=self.kernel) + self._log_kernel_shift(X.dtype)
+        model = self.resolve_kernel(*X.shape)
+        if model._implementation(*X.shape) == "spectral":
+            order = model.spectral_orders[X.shape[1] - 2]
+            log_i = spectral_log_interaction(X, m, beta, order)
+        else:
+            log_i = log_interaction(X, m, beta, kernel=self.kernel)
+        return log_i + self._log_kernel_shift(X.dtype)
 
     def log_energy(self, X, m=None) -> Array:
         """log |interaction part of F_s| = log iint K dmu dmu - log(2 beta).
@@ -280,14 +399,13 @@ class MeanField(eqx.Module):
         X, m = self.check_inputs(X, m)
         Y = check_points(Y, "Y", d=X.shape[1])
         beta = self.beta.astype(X.dtype)
-        kern = kernel_first_variation(
-            Y,
-            X,
-            m,
-            beta,
-            log_scale=self._log_kernel_shift(X.dtype) - jnp.log(beta),
-            kernel=self.kernel,
-        )
+        log_scale = self._log_kernel_shift(X.dtype) - jnp.log(beta)
+        model = self.resolve_kernel(*X.shape)
+        if model._implementation(*X.shape) == "spectral":
+            f, _ = spectral_sums(Y, X, m, beta, model.spectral_orders[X.shape[1] - 2])
+            kern = jnp.exp(beta + log_scale) * f
+        else:
+            kern = kernel_first_variation(Y, X, m, beta, log_scale=log_scale, kernel=self.kernel)
         out = self.sign.astype(X.dtype) * kern
         if self.perceptron is not None:
             out = out + 0.5 * self.perceptron.potential(Y)

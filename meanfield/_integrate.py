@@ -134,6 +134,7 @@ def integrate(
     are traced.
     """
     X0, m, steps, save_every = _check_run(model, X0, m, dt, steps, save_every, method)
+    model = model.resolve_kernel(*X0.shape)
     return _integrate_scan(model, X0, m, _as_traced(dt, X0.dtype), steps, save_every, method)
 
 
@@ -180,6 +181,7 @@ def integrate_until(
     max_steps = check_int(max_steps, "max_steps")
     check_every = check_int(check_every, "check_every")
     dt, tol = _as_traced(dt, X0.dtype), _as_traced(tol, X0.dtype)
+    model = model.resolve_kernel(*X0.shape)
     return _integrate_while(model, X0, m, dt, max_steps, tol, method, check_every)
 
 
@@ -198,8 +200,9 @@ def stepper(model, *, dt, method: str = "euler", m=None):
         return X0
 
     def step_fn(X):
+        resolved = model.resolve_kernel(*X.shape)
         masses = m if m is not None else jnp.full((X.shape[0],), 1.0 / X.shape[0], X.dtype)
-        return step(lambda Y: model._velocity(Y, masses), X, jnp.asarray(dt, X.dtype))
+        return step(lambda Y: resolved._velocity(Y, masses), X, jnp.asarray(dt, X.dtype))
 
     return init_fn, step_fn
 
@@ -241,6 +244,11 @@ def ensemble(
         for b in list(betas):
             check_positive_scalar(b, "betas")
             with_beta(model, b).check_representable(X0.dtype)
+        # A spectral order chosen for the largest beta is accurate for every beta.
+        resolved = with_beta(model, betas.max()).resolve_kernel(*X0.shape)
+        model = with_beta(resolved, model.beta)
+    else:
+        model = model.resolve_kernel(*X0.shape)
     dt = _as_traced(dt, X0.dtype)
     return _ensemble(model, X0s, m, dt, steps, save_every, method, betas)
 

@@ -15,6 +15,9 @@ Two implementations give the same numbers:
 - `dense`: materialises the (nq, nk) score matrix; fastest for small problems.
 - `tiled`: row blocks x column blocks with an online (flash-attention style)
   log-sum-exp; memory O((nq + nk) d + block_q * block_k), cache-friendly on CPU.
+- `attention`: one fused `jax.nn.dot_product_attention` call (cuDNN on GPU for
+  float16/bfloat16) with an extra key that carries the row normaliser
+  (`_attention_gpu.py`); float64 inputs use `tiled`.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import jax.numpy as jnp
 from jax import lax
 from jaxtyping import Array, Float
 
-KERNELS = ("auto", "dense", "tiled", "spectral")
+KERNELS = ("auto", "dense", "tiled", "spectral", "attention")
 
 # Above this many query-key pairs, "auto" picks the tiled path. On a 2-core AMD EPYC the
 # tiled path is already 7x faster than dense at n = 4096 (the dense n x n exponential is
@@ -133,9 +136,9 @@ def resolve_kernel(kernel: str, nq: int, nk: int) -> str:
     if kernel == "auto":
         return "dense" if nq * nk <= DENSE_MAX_PAIRS else "tiled"
     if kernel == "spectral":
-        raise NotImplementedError(
-            "kernel='spectral' (Bessel/spherical-harmonic summation on S^1 and S^2) is not "
-            "implemented yet; use kernel='auto', 'dense' or 'tiled'."
+        raise ValueError(
+            "kernel='spectral' is not a pairwise kernel: it is dispatched by MeanField "
+            "(meanfield._spectral) for d = 2 and d = 3; use 'auto', 'dense' or 'tiled' here."
         )
     if kernel not in KERNELS:
         raise ValueError(f"`kernel` must be one of {KERNELS}; got {kernel!r}.")
@@ -147,6 +150,10 @@ def attention_stats(Q, K, V, beta, log_w, kernel: str = "auto"):
     impl = resolve_kernel(kernel, Q.shape[0], K.shape[0])
     if impl == "dense":
         return attention_stats_dense(Q, K, V, beta, log_w)
+    if impl == "attention":
+        from ._attention_gpu import attention_stats_dpa  # lazy: it imports this module
+
+        return attention_stats_dpa(Q, K, V, beta, log_w)
     return attention_stats_tiled(Q, K, V, beta, log_w)
 
 

