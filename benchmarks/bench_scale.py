@@ -51,6 +51,16 @@ def machine_description() -> dict:
 
 
 # --------------------------------------------------------------------------- worker
+def _peak_mb() -> float:
+    """Peak resident memory of this process (VmHWM; ru_maxrss also counts the parent's
+    peak, which Linux carries across fork + exec)."""
+    try:
+        with open("/proc/self/status") as f:
+            return int([ln for ln in f if ln.startswith("VmHWM:")][0].split()[1]) / 1024
+    except (OSError, IndexError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def _best(fn, repeats: int) -> float:
     best = float("inf")
     for _ in range(repeats):
@@ -99,7 +109,7 @@ def worker(n: int, impl: str, repeats: int, d: int = 3, beta: float = 1.0, dt: f
         jax.block_until_ready(euler(model, Xj, mj, dtj))
         compile_and_first = time.perf_counter() - t0
         seconds = _best(lambda: jax.block_until_ready(euler(model, Xj, mj, dtj)), repeats)
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mb = _peak_mb()
     out = dict(n=n, impl=impl, seconds=seconds, peak_mb=peak_mb, pairs_per_s=n * n / seconds)
     if impl != "numpy":
         out["first_call_s"] = compile_and_first
