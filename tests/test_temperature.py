@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import meanfield as mf
 from meanfield._temperature import (
     FAMILIES,
     beta_at_entropy_fraction,
@@ -529,3 +530,17 @@ def test_traced_bad_input_raises_under_jit():
     with pytest.raises(Exception, match="beta"):
         jax.block_until_ready(g(-1.0))
     assert eqx is not None
+
+
+def test_arithmetic_grid_fast_path_matches_general_path(getkey):
+    from meanfield._temperature import _arithmetic_grid, _curves_core
+
+    scores = jax.random.normal(getkey(), (3, 500))
+    grid = jnp.linspace(0.0, 12.0, 67)
+    assert _arithmetic_grid(grid) is not None
+    assert _arithmetic_grid(grid.at[5].add(1e-3)) is None
+    fast = mf.softmax_curves(scores, grid)
+    slow = _curves_core(scores, grid, with_e2=True)
+    for a, b in zip(fast, slow, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(fast.entropy[:, 7], mf.softmax_entropy(scores, grid[7]), rtol=1e-12)
