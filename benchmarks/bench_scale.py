@@ -30,24 +30,11 @@ HERE = os.path.abspath(__file__)
 
 
 def machine_description() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name"):
-                cpu = line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import jax
-    import numpy as np
+    """The machine record shared by all benchmarks (see bench_core.machine_description)."""
+    sys.path.insert(0, os.path.dirname(HERE))
+    from bench_core import machine_description as describe
 
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "jax": jax.__version__,
-        "numpy": np.__version__,
-        "device": str(jax.devices()[0]),
-    }
+    return describe()
 
 
 # --------------------------------------------------------------------------- worker
