@@ -35,6 +35,7 @@ from ._integrate import (
 )
 from ._kernels import attention_stats, attention_stats_dense, attention_stats_tiled
 from ._perceptron import ACTIVATIONS, Perceptron
+from ._runs import Run, load_run, save_run
 from ._sharding import (
     combine_stats,
     default_mesh,
@@ -128,6 +129,7 @@ __all__ = [
     "is_stable",
     "is_strictly_stable",
     "largest_cluster_mass",
+    "load_run",
     "log_interaction",
     "log_map",
     "log_partition",
@@ -145,7 +147,9 @@ __all__ = [
     "retract",
     "ring_attention_stats",
     "rotation_modes",
+    "Run",
     "sample_scores",
+    "save_run",
     "SCORE_FAMILIES",
     "score_rows",
     "shard_ensemble",

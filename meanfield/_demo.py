@@ -1,10 +1,20 @@
-"""The README's main job: a short tour that writes real figures and numbers.
+"""The README's main job: a tour that writes real figures and numbers (`meanfield demo`).
 
-Sections (each a function returning a dict of numbers and writing figures into `out`):
-1. Clustering on the circle (SA, attractive): angles versus time and the energy staircase.
-2. Repulsion with a perceptron on S^2 (USA): flow to a stationary configuration,
-   energy monotonicity checked along the way.
-3. A beta sweep on the circle (an ensemble of seeds x betas in one jitted program).
+Every section is a saved run of one `meanfield` subcommand in its own sub-folder (so
+`meanfield rerun demo_out/circle` reproduces one section and `meanfield rerun demo_out`
+all of them); the demo folder adds summary.json (all results, the headline numbers and
+the wall time) and report.md (the figures with a sentence each).
+
+1. circle       SA, attractive, beta = 6 on S^1: clustering and metastability (angles,
+                snapshots, energy staircase, GIF).
+2. sphere       the same on S^2.
+3. certify_d2   repulsive USA + GELU perceptron (shifted kernel, beta = 5) on S^1: flow to
+   certify_d3   stationarity, cluster, Newton-refine (float64) and certify the atoms; S^2
+                (--quick: d = 3 only, and no GIF).
+4. sweep_attractive  seeds x betas ensembles of SA on S^1: the (t, beta) phase diagram.
+5. sweep_repulsive   the repulsive perceptron model over beta: largest cluster mass against
+                the d = 2 mass bound and its limit 0.5742.
+6. temperature  entropy curves H(beta)/log n of six score families and beta*_n versus laws.
 """
 
 from __future__ import annotations
@@ -14,165 +24,239 @@ import time
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
-import jax.random as jr
-import numpy as np
 
-from . import plot
-from ._dynamics import MeanField
-from ._integrate import ensemble, integrate, integrate_until
-from ._perceptron import Perceptron
-from ._sphere import uniform_sphere
-
-
-def _non_decreasing(values, rtol: float = 1e-5) -> bool:
-    """True if the sequence never drops by more than rtol * max|value| (float32 rounding)."""
-    values = np.asarray(values, dtype=np.float64)
-    return bool(np.all(np.diff(values) >= -rtol * np.max(np.abs(values))))
-
-
-def circle_clustering(out: Path, key, n: int, steps: int) -> dict:
-    model = MeanField(9.0, sign=1, attention="sa")
-    X0 = uniform_sphere(key, n, 2)
-    traj = integrate(model, X0, dt=0.1, steps=steps, save_every=10)
-    energies = jax.vmap(model.energy)(traj.xs)
-    plot.save(
-        plot.circle_trajectory(traj, title=f"SA on S^1, beta = 9, n = {n}"),
-        out / "circle_angles.png",
-    )
-    plot.save(
-        plot.energy_curve(traj.ts, energies, title="Energy staircase (SA, beta = 9)"),
-        out / "circle_energy.png",
-    )
-    final = np.asarray(traj.final)
-    gaps = np.sort(np.arccos(np.clip(final @ final.T, -1, 1))[np.triu_indices(n, 1)])
-    return {
-        "n": n,
-        "beta": 9.0,
-        "steps": steps,
-        "dt": 0.1,
-        "energy_initial": float(energies[0]),
-        "energy_final": float(energies[-1]),
-        "energy_non_decreasing": _non_decreasing(energies),
-        "distinct_positions_final": int(
-            1 + np.sum(np.diff(np.sort(np.arctan2(final[:, 1], final[:, 0]))) > 1e-2)
+FULL = {
+    "circle": ("simulate", dict(d=2, n=64, beta=6.0, steps=3000, save_every=10, animate=True)),
+    "sphere": ("simulate", dict(d=3, n=256, beta=9.0, steps=2000, save_every=20)),
+    "certify_d2": ("critical", dict(d=2, n=64, beta=5.0, max_steps=30000)),
+    "certify_d3": ("critical", dict(d=3, n=256, beta=5.0, max_steps=20000)),
+    "sweep_attractive": (
+        "sweep",
+        dict(d=2, n=64, seeds=8, betas=[0.5, 1, 2, 4, 8, 16, 32], steps=2000, save_every=20),
+    ),
+    "sweep_repulsive": (
+        "sweep",
+        dict(
+            d=2,
+            n=128,
+            seeds=4,
+            betas=[0.1, 0.5, 1, 3, 5, 10, 25, 50],
+            steps=3000,
+            save_every=30,
+            sign=-1,
+            attention="usa",
+            activation="gelu",
+            shift_kernel=True,
         ),
-        "min_pair_angle_final": float(gaps[0]),
+    ),
+    "temperature": ("temperature", dict(ns=[256, 4096, 65536], rows=32)),
+}
+
+QUICK = {
+    "circle": ("simulate", dict(d=2, n=32, beta=6.0, steps=600, save_every=10)),
+    "sphere": ("simulate", dict(d=3, n=64, beta=9.0, steps=400, save_every=20)),
+    "certify_d3": ("critical", dict(d=3, n=64, beta=5.0, max_steps=3000)),
+    "sweep_attractive": (
+        "sweep",
+        dict(d=2, n=24, seeds=3, betas=[1, 4, 16], steps=400, save_every=20),
+    ),
+    "sweep_repulsive": (
+        "sweep",
+        dict(
+            d=2,
+            n=32,
+            seeds=2,
+            betas=[0.5, 5, 50],
+            steps=600,
+            save_every=30,
+            sign=-1,
+            attention="usa",
+            activation="gelu",
+            shift_kernel=True,
+        ),
+    ),
+    "temperature": (
+        "temperature",
+        dict(families=["gaussian", "planted_simplex:rho=0.5"], ns=[256, 1024], rows=8, points=48),
+    ),
+}
+
+
+def _headline(sections: dict) -> dict:
+    """The numbers worth a glance, from every section's results."""
+    c, s = sections["circle"], sections["sphere"]
+    out = {
+        "circle_clusters_final": c["clusters_final"],
+        "circle_energy": [c["energy_initial"], c["energy_final"]],
+        "sphere_clusters_final": s["clusters_final"],
+        "sphere_energy": [s["energy_initial"], s["energy_final"]],
     }
-
-
-def sphere_repulsion(out: Path, key, n: int) -> dict:
-    k1, k2 = jr.split(key)
-    perceptron = Perceptron.random(k1, 3, activation="relu")
-    model = MeanField(3.0, sign=-1, attention="usa", perceptron=perceptron)
-    X0 = uniform_sphere(k2, n, 3)
-    res = integrate_until(model, X0, dt=0.05, tol=1e-4, max_steps=20_000)
-    traj = integrate(model, X0, dt=0.05, steps=400, save_every=4)
-    energies = jax.vmap(model.energy)(traj.xs)
-    fig = plot.sphere_scatter(X0, title="S^2: initial (grey) and stationary (blue)", color="0.6")
-    plot.sphere_scatter(
-        res.x, ax=fig.axes[0], color="C0", title="S^2, repulsive USA + ReLU perceptron, beta = 3"
+    for d in (2, 3):
+        r = sections.get(f"certify_d{d}")
+        if r is None:  # --quick certifies d = 3 only
+            continue
+        out[f"certified_d{d}"] = {
+            "atoms": r["atoms"],
+            "masses": [round(m, 4) for m in r["masses"]],
+            "residual": r["residual"],
+            "strictly_stable": r["strictly_stable"],
+        }
+    a, r = sections["sweep_attractive"], sections["sweep_repulsive"]
+    out["attractive_clusters_vs_beta"] = dict(
+        zip(map(str, a["betas"]), [round(v, 2) for v in a["clusters_final_mean"]], strict=True)
     )
-    plot.save(fig, out / "sphere_final.png")
-    plot.save(
-        plot.energy_curve(traj.ts, energies, title="Energy, repulsive USA on S^2"),
-        out / "sphere_energy.png",
+    out["repulsive_largest_mass_vs_beta"] = dict(
+        zip(map(str, r["betas"]), [round(v, 3) for v in r["largest_mass_max"]], strict=True)
     )
-    plot.save(
-        plot.cosine_histogram(res.x, title="Cosine similarities at stationarity"),
-        out / "sphere_cosines.png",
-    )
-    return {
-        "n": n,
-        "beta": 3.0,
-        "sign": -1,
-        "activation": "relu",
-        "steps_to_stationarity": int(res.steps),
-        "converged": bool(res.converged),
-        "max_speed_final": float(res.max_speed),
-        "energy_initial": float(model.energy(X0)),
-        "energy_final": float(model.energy(res.x)),
-        "energy_non_decreasing": _non_decreasing(energies),
+    out["mass_bound_limit"] = r["mass_bound_limit"]
+    out["critical_beta_ratio_at_largest_n"] = {
+        k: round(v["ratio"][-1], 3) for k, v in sections["temperature"]["families"].items()
     }
+    return out
 
 
-def beta_sweep(out: Path, key, n: int, seeds: int, steps: int) -> dict:
-    betas = jnp.geomspace(0.1, 30.0, 12)
-    model = MeanField(1.0, sign=1, attention="sa")
-    traj = ensemble(model, key, n=n, d=2, seeds=seeds, dt=0.1, steps=steps, betas=betas)
-    finals = np.asarray(traj.final)  # (betas, seeds, n, 2)
-    # Order parameter |mean x|^2 = mean_{ij} <x_i, x_j>: 1 for one cluster, ~1/n when spread.
-    order = np.sum(finals.mean(axis=2) ** 2, axis=-1)
-    fig = plot.sweep_curve(
-        betas,
-        order.mean(1),
-        band=(order.min(1), order.max(1)),
-        ylabel="|mean x|^2 at t = %g" % (0.1 * steps),
-        title=f"SA on S^1: {seeds} seeds x {len(betas)} betas, n = {n}",
+def _figures(section: dict, name: str) -> str:
+    """Markdown image links for every PNG of a section (GIFs as links)."""
+    lines = []
+    for f in section.get("files", []):
+        path = f"{name}/{f}"
+        stem = f.rsplit(".", 1)[0]
+        lines.append(f"![{stem}]({path})" if f.endswith(".png") else f"Animation: [{f}]({path})")
+    return "\n".join(lines)
+
+
+def _cert_row(d: int, r: dict) -> str:
+    masses = ", ".join(f"{m:.3f}" for m in r["masses"][:8]) + (" ..." if r["atoms"] > 8 else "")
+    return (
+        f"| {d} | {r['atoms']} | {masses} | {r['residual_before_newton']:.1e} -> "
+        f"{r['residual']:.1e} | {r['stable']} | {r['strictly_stable']} |"
     )
-    plot.save(fig, out / "beta_sweep.png")
-    return {
-        "betas": [float(b) for b in betas],
-        "seeds": seeds,
-        "n": n,
-        "t_final": 0.1 * steps,
-        "order_parameter_mean": [float(v) for v in order.mean(1)],
-    }
 
 
-REPORT = """# meanfield demo
+def _text(name: str, plan: dict, sections: dict) -> str:
+    """The heading and one paragraph of numbers for a section."""
+    r, v = sections[name], plan[name][1]
+    if name in ("circle", "sphere"):
+        where = "the circle S^1" if name == "circle" else "the sphere S^2"
+        return (
+            f"## Clustering on {where} (SA, attractive, beta = {v['beta']:g}, n = {v['n']})\n"
+            "Particles gather into a few clusters quickly, which then merge on much longer "
+            "time scales: the energy climbs in a staircase of metastable plateaus "
+            f"({r['energy_initial']:.3f} -> {r['energy_final']:.3f}); {r['clusters_final']} "
+            f"cluster(s) at t = {r['t_final']:g}."
+        )
+    if name.startswith("certify"):
+        head = (
+            ""
+            if name != _first(plan, "certify")
+            else (
+                "## Certified atoms (repulsive USA + GELU perceptron, shifted kernel)\n"
+                "The flow stops at max speed <= 1e-4; the particles are clustered (tolerance "
+                "0.1/sqrt(beta)), Newton-refined in float64 and certified by the splitting and "
+                "transport Hessians (DESIGN.md section 2).\n\n"
+                "| d | atoms | masses | residual before -> after Newton | stable "
+                "| strictly stable |\n"
+                "| --- | --- | --- | --- | --- | --- |\n"
+            )
+        )
+        return head + _cert_row(r["d"], r)
+    if name == "sweep_attractive":
+        return (
+            f"## Phase diagram of cluster counts (SA on S^1, {v['seeds']} seeds per beta)\n"
+            "Mean number of clusters over time and beta: small beta collapses to one cluster "
+            "fast, large beta holds many metastable clusters for a long time. Final means: "
+            + ", ".join(
+                f"beta {b:g}: {c:.1f}"
+                for b, c in zip(r["betas"], r["clusters_final_mean"], strict=True)
+            )
+            + "."
+        )
+    if name == "sweep_repulsive":
+        return (
+            "## Largest cluster versus beta (repulsive USA + GELU perceptron on S^1)\n"
+            f"Largest cluster mass at t = {r['t_final']:g} over {v['seeds']} seeds, against "
+            "the mass bound of stable critical points (clipped at 1) and its limit "
+            f"16/(16+3e^(11/8)) = {r['mass_bound_limit']:.4f}; largest measured "
+            f"{max(r['largest_mass_max']):.3f}."
+        )
+    fams = r["families"]
+    first = next(iter(fams.values()))
+    return (
+        "## Critical inverse temperature of softmax rows\n"
+        f"H(beta)/log n for n = {', '.join(map(str, first['n']))}: each row goes from spread "
+        "to one-hot around beta*_n (dots: median measured beta*_n, dashed: the law). "
+        f"Measured/predicted at n = {first['n'][-1]}: "
+        + ", ".join(f"{k} {f['ratio'][-1]:.2f}" for k, f in fams.items())
+        + " (the laws are leading order: ratios approach 1 slowly, in log n)."
+    )
 
-Machine: {device}, JAX {jax}; total time {seconds:.1f} s.
 
-## 1. Clustering on the circle (SA, attractive, beta = 9)
-Energy {c[energy_initial]:.4f} -> {c[energy_final]:.4f}
-(non-decreasing: {c[energy_non_decreasing]}).
-
-![angles](circle_angles.png)
-![energy](circle_energy.png)
-
-## 2. Repulsion with a ReLU perceptron on S^2 (USA, beta = 3)
-Stationary (max speed {s[max_speed_final]:.2e}) after {s[steps_to_stationarity]} steps;
-energy {s[energy_initial]:.4f} -> {s[energy_final]:.4f}.
-
-![final](sphere_final.png)
-![energy](sphere_energy.png)
-![cosines](sphere_cosines.png)
-
-## 3. Beta sweep on the circle (one jitted ensemble)
-![sweep](beta_sweep.png)
-"""
+def _first(plan: dict, prefix: str) -> str:
+    return next(k for k in plan if k.startswith(prefix))
 
 
-def run_demo(out, *, quick: bool = False, seed: int = 0) -> dict:
-    """Run the demo, write figures, `summary.json` and `report.md` into `out`."""
+def _report(out: Path, cfg: dict, plan: dict, sections: dict, seconds: float) -> str:
+    head = (
+        "# meanfield demo\n\n"
+        f"{jax.devices()[0]}, JAX {jax.__version__}, "
+        f"{'float64' if cfg['x64'] else 'float32'}, seed {cfg['seed']}; {seconds:.1f} s in "
+        f"total{' (--quick sizes)' if cfg['quick'] else ''}. Every section is a saved run "
+        f"(config.json, arrays.npz, results.json) that `meanfield rerun {out.name}/<section>` "
+        "reproduces bit for bit on this machine.\n"
+    )
+    parts = [head]
+    names = list(plan)
+    for i, name in enumerate(names):
+        parts.append(_text(name, plan, sections))
+        last_of_group = i + 1 == len(names) or names[i + 1].split("_")[0] != name.split("_")[0]
+        if name.startswith("certify") and not last_of_group:
+            continue
+        group = [k for k in names if k.split("_")[0] == name.split("_")[0]]
+        if not name.startswith("certify"):
+            group = [name]
+        parts.append("\n" + "\n".join(_figures(sections[k], k) for k in group) + "\n")
+    return "\n".join(parts)
+
+
+def run_demo(out, cfg: dict | None = None, *, quiet: bool = False) -> tuple[dict, dict]:
+    """Run every section into `out/<section>`, then write summary.json and report.md.
+
+    `cfg` is the resolved demo config (quick, seed, x64, device, plots); returns
+    (arrays, results) for the demo's own saved run (the arrays live in the sections).
+    """
+    from ._runs import execute, resolve_config
+
+    cfg = resolve_config("demo", {}) if cfg is None else cfg
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    k1, k2, k3 = jr.split(jr.PRNGKey(seed), 3)
-    summary = {
-        "circle": circle_clustering(out, k1, n=32 if quick else 64, steps=500 if quick else 3000),
-        "sphere": sphere_repulsion(out, k2, n=64 if quick else 256),
-        "sweep": beta_sweep(
-            out, k3, n=16 if quick else 32, seeds=4 if quick else 16, steps=100 if quick else 500
-        ),
-    }
+    plan = QUICK if cfg["quick"] else FULL
+    shared = {k: cfg[k] for k in ("seed", "x64", "device", "plots")}
+    sections, timings, files = {}, {}, []
+    for i, (name, (command, values)) in enumerate(plan.items()):
+        if not quiet:
+            print(f"[{i + 1}/{len(plan)}] {name}: meanfield {command}", flush=True)
+        t0 = time.perf_counter()
+        run = execute(command, {**values, **shared}, out / name, quiet=quiet)
+        timings[name] = time.perf_counter() - t0
+        sections[name] = run.results
+        files += [f"{name}/{f}" for f in run.results.get("files", [])]
     seconds = time.perf_counter() - start
-    summary["meta"] = {
-        "seconds": seconds,
-        "jax": jax.__version__,
-        "device": str(jax.devices()[0]),
-        "seed": seed,
-        "quick": quick,
+    files += ["summary.json", "report.md"]
+    results = {
+        "headline": _headline(sections),
+        "sections": sections,
+        "files": files,
+        "meta": {
+            "seconds": seconds,
+            "section_seconds": timings,
+            "jax": jax.__version__,
+            "device": str(jax.devices()[0]),
+            "seed": cfg["seed"],
+            "quick": cfg["quick"],
+        },
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    (out / "report.md").write_text(
-        REPORT.format(
-            device=summary["meta"]["device"],
-            jax=jax.__version__,
-            seconds=seconds,
-            c=summary["circle"],
-            s=summary["sphere"],
-        )
-    )
-    return summary
+    (out / "summary.json").write_text(json.dumps(results, indent=2) + "\n")
+    if cfg["plots"]:
+        (out / "report.md").write_text(_report(out, cfg, plan, sections, seconds))
+    return {}, results

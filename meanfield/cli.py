@@ -1,58 +1,184 @@
 """The `meanfield` command.
 
-meanfield demo --out DIR [--quick] [--seed S]
-meanfield simulate --n 256 --d 3 --beta 4 --sign -1 --attention sa --steps 1000 --out DIR
-meanfield transformer [--text FILE] --out DIR [--lengths 16 64 512]
+    meanfield demo --out demo_out [--quick]          the tour: figures, summary.json, report.md
+    meanfield simulate --n 256 --d 3 --beta 4 --out run1
+    meanfield sweep --betas 1 4 16 --seeds 8 --out sweep1
+    meanfield critical --d 2 --beta 5 --out crit1    (or --mode localisation)
+    meanfield temperature --families gaussian weibull:p=3 --ns 256 4096 --out temp1
+    meanfield rerun run1                              re-execute run1/config.json, compare arrays
+    meanfield transformer [--text FILE] --out DIR     MiniLM diagnostics (extra `transformer`)
+
+Every option of simulate / sweep / critical / temperature / demo can also come from a TOML or
+JSON file (`--config FILE`, keys as in the saved config.json, flags override the file). The
+resolved config, with the JAX version, device, dtype and seed, is written to OUT/config.json
+next to arrays.npz and results.json (format: `meanfield._runs`). Bad flags or config values
+give a one-line error and exit code 2 before anything is compiled (MEANFIELD_DEBUG=1 shows
+tracebacks).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
+from ._runs import (
+    SCHEMAS,
+    ConfigError,
+    coerce,
+    compare_runs,
+    count_arrays,
+    execute,
+    load_run,
+    read_config_file,
+    resolve_config,
+)
 
-def _demo(args) -> int:
-    from ._demo import run_demo
+EXAMPLES = {
+    "demo": "meanfield demo --out demo_out            # about 1-2 minutes on a 2-core CPU\n"
+    "  meanfield demo --out demo_quick --quick  # small sizes, ~20 s",
+    "simulate": "meanfield simulate --n 256 --d 3 --beta 4 --attention sa --steps 1000 "
+    "--out run1\n"
+    "  meanfield simulate --d 2 --beta 9 --animate --out circle1\n"
+    "  meanfield simulate --config sim.toml --beta 8 --out run2   # flags override the file",
+    "sweep": "meanfield sweep --d 2 --betas 0.5 2 8 32 --seeds 8 --steps 2000 --out sweep1\n"
+    "  meanfield sweep --sign -1 --attention usa --activation gelu --shift-kernel "
+    "--betas 0.1 1 5 50 --out masses",
+    "critical": "meanfield critical --d 2 --beta 5 --out crit1           # flow, cluster, "
+    "certify\n"
+    "  meanfield critical --from-run run1 --out crit2          # atoms of a saved run\n"
+    "  meanfield critical --mode localisation --n 200 --betas 1 10 --out loc",
+    "temperature": "meanfield temperature --families gaussian weibull:p=3 sphere_cosine:d=3 "
+    "--ns 256 4096 65536 --out temp1",
+}
 
-    summary = run_demo(args.out, quick=args.quick, seed=args.seed)
-    print(json.dumps(summary["meta"], indent=2))
-    print(f"figures, summary.json and report.md written to {args.out}")
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: `meanfield simulate: error: ... (see --help)`."""
+
+    def error(self, message):
+        first = message.splitlines()[0] if message else "bad arguments"
+        self.exit(2, f"{self.prog}: error: {first} (see {self.prog} --help)\n")
+
+
+def _flag(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
+
+def _add_options(parser, command: str) -> None:
+    """One flag per config key (values checked later, with the config file's)."""
+    for key, opt in SCHEMAS[command].items():
+        if key == "quick":
+            continue
+        default = (
+            opt.default if not isinstance(opt.default, list) else " ".join(map(str, opt.default))
+        )
+        text = f"{opt.help} (default: {default})"
+        if opt.choices:
+            text = f"{opt.help}: {' | '.join(map(str, opt.choices))} (default: {default})"
+        if opt.kind == "bool":
+            parser.add_argument(
+                _flag(key),
+                dest=key,
+                action=argparse.BooleanOptionalAction,
+                default=argparse.SUPPRESS,
+                help=text,
+            )
+        elif opt.kind in ("ints", "floats", "strs"):
+            parser.add_argument(
+                _flag(key),
+                dest=key,
+                nargs="+",
+                default=argparse.SUPPRESS,
+                help=text,
+                metavar=key[:-1].upper() if key.endswith("s") else key.upper(),
+            )
+        else:
+            parser.add_argument(
+                _flag(key), dest=key, default=argparse.SUPPRESS, help=text, metavar=key.upper()
+            )
+
+
+def _add_run_command(sub, command: str, helptext: str, out: str) -> None:
+    p = sub.add_parser(
+        command,
+        help=helptext,
+        description=f"{helptext}.\n\nExamples:\n  {EXAMPLES[command]}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--out", default=out, help=f"output folder (default {out})")
+    p.add_argument("--config", default=None, metavar="FILE", help="TOML or JSON config file")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    if command == "demo":
+        p.add_argument(
+            "--quick",
+            dest="quick",
+            action="store_true",
+            default=argparse.SUPPRESS,
+            help="small sizes (about 20 s)",
+        )
+    _add_options(p, command)
+    p.set_defaults(func=_run_command)
+
+
+def _config_from_args(command: str, args) -> dict:
+    """Config file values overridden by the flags given, all checked (ConfigError)."""
+    values, source = {}, "flags"
+    if args.config:
+        values = read_config_file(args.config)
+        source = f"config file {args.config}"
+    for key, opt in SCHEMAS[command].items():
+        if hasattr(args, key):
+            values[key] = coerce(_flag(key), opt, getattr(args, key), from_text=True)
+    return resolve_config(command, values, source=source)
+
+
+def _scalars(results: dict) -> dict:
+    """The short, scalar part of a results dict (for the terminal)."""
+    return {
+        k: v
+        for k, v in results.items()
+        if isinstance(v, (int, float, bool, str)) and not isinstance(v, list)
+    }
+
+
+def _run_command(args) -> int:
+    cfg = _config_from_args(args.command, args)
+    run = execute(args.command, cfg, args.out, quiet=args.quiet, checked=True)
+    seconds = run.environment.get("seconds", 0.0)
+    if args.command == "demo":
+        print(json.dumps(run.results.get("headline", {}), indent=2))
+    elif not args.quiet:
+        print(json.dumps(_scalars(run.results), indent=2))
+    files = run.results.get("files", [])
+    print(
+        f"meanfield {args.command}: {len(files)} figure(s), config.json, arrays.npz and "
+        f"results.json written to {run.path} in {seconds:.1f} s"
+    )
     return 0
 
 
-def _simulate(args) -> int:
-    import jax
-    import numpy as np
-
-    if args.x64:
-        jax.config.update("jax_enable_x64", True)
-    import meanfield as mf
-
-    key = jax.random.PRNGKey(args.seed)
-    kx, kp = jax.random.split(key)
-    perceptron = (
-        mf.Perceptron.random(kp, args.d, activation=args.activation) if args.activation else None
-    )
-    model = mf.MeanField(
-        args.beta,
-        sign=args.sign,
-        attention=args.attention,
-        perceptron=perceptron,
-        rescaled_time=args.rescaled_time,
-    )
-    X0 = mf.uniform_sphere(kx, args.n, args.d)
-    traj = mf.integrate(
-        model, X0, dt=args.dt, steps=args.steps, method=args.method, save_every=args.save_every
-    )
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(out / "trajectory.npz", ts=np.asarray(traj.ts), xs=np.asarray(traj.xs))
-    config = {k: v for k, v in vars(args).items() if k != "func"}
-    config.update(jax=jax.__version__, device=str(jax.devices()[0]), dtype=str(X0.dtype))
-    (out / "config.json").write_text(json.dumps(config, indent=2))
-    print(f"saved {traj.xs.shape[0]} states of shape {traj.xs.shape[1:]} to {out}")
+def _rerun(args) -> int:
+    src = Path(args.dir)
+    run = load_run(src)
+    out = Path(args.out) if args.out else src.with_name(src.name + "-rerun")
+    if out.resolve() == src.resolve():
+        raise ConfigError("--out must differ from the run folder (the rerun is compared to it)")
+    cfg = resolve_config(run.command, run.config, source=f"{src / 'config.json'}")
+    new = execute(run.command, cfg, out, quiet=args.quiet, checked=True)
+    for key in ("jax", "jaxlib", "backend", "device_kind", "meanfield"):
+        old, now = run.environment.get(key), new.environment.get(key)
+        if old != now:
+            print(f"note: {key} was {old!r}, now {now!r}; bits may differ", file=sys.stderr)
+    problems = compare_runs(src, out)
+    if problems:
+        for line in problems:
+            print(f"meanfield rerun: {line}", file=sys.stderr)
+        print(f"meanfield rerun: {out} does NOT reproduce {src} bit for bit", file=sys.stderr)
+        return 1
+    print(f"reproduced bit-for-bit: {count_arrays(src)} arrays identical ({src} vs {out})")
     return 0
 
 
@@ -103,46 +229,53 @@ def _positive_float(text):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="meanfield", description="Self-attention as interacting particles on the sphere."
+    """The argument parser of the `meanfield` command (one subparser per subcommand)."""
+    parser = _Parser(
+        prog="meanfield",
+        description="Self-attention as interacting particles on the sphere.\n\n" + __doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    demo = sub.add_parser(
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _add_run_command(
+        sub,
         "demo",
-        help="run the tour: simulations, a beta sweep, figures and a report",
-        description="Example: meanfield demo --out demo_out",
+        "run the tour: dynamics on S^1 and S^2, certified atoms, beta sweeps, "
+        "entropy curves; figures, summary.json and report.md",
+        "demo_out",
     )
-    demo.add_argument("--out", default="demo_out", help="output folder (default demo_out)")
-    demo.add_argument("--quick", action="store_true", help="smaller sizes (about 20 s)")
-    demo.add_argument("--seed", type=int, default=0, help="PRNG seed")
-    demo.set_defaults(func=_demo)
+    _add_run_command(sub, "simulate", "simulate one system and save its trajectory", "run")
+    _add_run_command(
+        sub,
+        "sweep",
+        "beta x seeds ensembles: phase diagram of cluster counts and largest cluster mass",
+        "sweep_out",
+    )
+    _add_run_command(
+        sub,
+        "critical",
+        "find and certify the atoms of a configuration (or run the "
+        "localisation study at small size)",
+        "critical_out",
+    )
+    _add_run_command(
+        sub,
+        "temperature",
+        "entropy curves and critical scales beta*_n of score families",
+        "temperature_out",
+    )
 
-    sim = sub.add_parser(
-        "simulate",
-        help="simulate one system and save its trajectory (npz + config.json)",
-        description="Example: meanfield simulate --n 256 --d 3 --beta 4 --sign -1 --out run1",
+    rerun = sub.add_parser(
+        "rerun",
+        help="re-execute a saved run from its config.json and compare the arrays bit for bit",
+        description="Re-execute DIR/config.json into --out (default DIR-rerun) and compare "
+        "every array with DIR's; exit code 1 if any differs.\n\nExample:\n"
+        "  meanfield simulate --n 64 --out run1 && meanfield rerun run1",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sim.add_argument("--n", type=_positive_int, default=256)
-    sim.add_argument("--d", type=_positive_int, default=3)
-    sim.add_argument("--beta", type=_positive_float, default=1.0)
-    sim.add_argument("--sign", type=int, choices=[1, -1], default=1)
-    sim.add_argument("--attention", choices=["usa", "sa"], default="sa")
-    sim.add_argument(
-        "--activation",
-        choices=["relu", "gelu", "tanh", "linear"],
-        default=None,
-        help="add a random perceptron with this activation",
-    )
-    sim.add_argument("--dt", type=_positive_float, default=0.1)
-    sim.add_argument("--steps", type=_positive_int, default=1000)
-    sim.add_argument("--save-every", type=_positive_int, default=10)
-    sim.add_argument("--method", choices=["euler", "rk4", "geodesic"], default="euler")
-    sim.add_argument("--rescaled-time", action="store_true")
-    sim.add_argument("--seed", type=int, default=0)
-    sim.add_argument("--x64", action="store_true", help="compute in float64")
-    sim.add_argument("--out", default="run")
-    sim.set_defaults(func=_simulate)
+    rerun.add_argument("dir", help="a run folder written by meanfield")
+    rerun.add_argument("--out", default=None, help="where to rerun (default DIR-rerun)")
+    rerun.add_argument("--quiet", action="store_true", help="no progress output")
+    rerun.set_defaults(func=_rerun)
 
     trf = sub.add_parser(
         "transformer",
@@ -166,13 +299,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip() or type(err).__name__
+    return text.splitlines()[0]
+
+
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    """Entry point: returns the exit code (0 ok, 1 run failed or not reproduced, 2 usage)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a one-line usage error (2)
+        return int(exc.code or 0)
+    if os.environ.get("MEANFIELD_DEBUG"):
+        return args.func(args)
     try:
         return args.func(args)
-    except ValueError as err:
-        print(f"meanfield: error: {err}", file=sys.stderr)
+    except (ConfigError, ValueError, OSError) as err:
+        print(f"meanfield {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"meanfield {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # runtime failures (e.g. NaN checks inside jit): one line too
+        print(
+            f"meanfield {args.command}: error: {type(err).__name__}: {_one_line(err)} "
+            "(MEANFIELD_DEBUG=1 for the traceback)",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":
