@@ -33,7 +33,6 @@ from __future__ import annotations
 import math
 from functools import lru_cache
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
@@ -278,13 +277,50 @@ def sphere_moments(X: Float[Array, "n 3"], m: Float[Array, " n"], L: int):
     return out
 
 
-def _sphere_field(Y, weights_cos, weights_sin, L):
-    """sum_{l,m} Qbar_l^m(y) (Wc[l,m] Re_m(y) + Ws[l,m] Im_m(y)) at every row of Y."""
+def _sphere_field_and_grad(Y: Float[Array, "p 3"], wc, ws, L: int):
+    """g(y) = sum_{l,m} Qbar_l^m(z) (Wc[l,m] Re_m + Ws[l,m] Im_m) and its ambient gradient.
 
-    def body(f, re, im, q, ell):
-        return f + jnp.sum(q * (weights_cos[ell] * re + weights_sin[ell] * im), axis=1)
+    One pass over l carries Qbar_l and dQbar_l/dz (the derivative of the three-term
+    recurrence) and accumulates, per point and order m, a_m = sum_l Wc[l,m] Qbar_l^m,
+    b_m = sum_l Ws[l,m] Qbar_l^m and their z-derivatives. With w = x + iy and
+    Re_m + i Im_m = s_m w^m (s_0 = 1, s_m = sqrt 2): dRe_m/dx = s_m m Re w^{m-1},
+    dRe_m/dy = -s_m m Im w^{m-1}, dIm_m/dx = s_m m Im w^{m-1}, dIm_m/dy = s_m m Re w^{m-1}.
+    About 2x the cost of the value alone (three forward-mode jvps cost ~6x).
+    """
+    dtype = Y.dtype
+    A, B, D = (jnp.asarray(c, dtype) for c in _harmonic_recurrence(L))
+    w = Y[:, 0] + 1j * Y[:, 1]
+    ones = jnp.ones_like(w)[:, None]
+    powers = jnp.cumprod(jnp.concatenate([ones, jnp.repeat(w[:, None], L, axis=1)], axis=1), axis=1)
+    orders = jnp.arange(L + 1)
+    scale = jnp.where(orders > 0, math.sqrt(2.0), 1.0).astype(dtype)
+    re, im = powers.real * scale, powers.imag * scale
+    prev = jnp.pad(powers[:, :-1], ((0, 0), (1, 0)))  # w^{m-1}, 0 at m = 0
+    dscale = scale * orders
+    z = Y[:, 2:3]
+    n = Y.shape[0]
+    q0 = jnp.zeros((n, L + 1), dtype).at[:, 0].set(1 / math.sqrt(4 * math.pi))
 
-    return _harmonic_scan(Y, L, body, jnp.zeros(Y.shape[0], Y.dtype))
+    def step(state, ell):
+        acc, q1, q2, d1, d2 = state  # Qbar_{l-1}, Qbar_{l-2} and their z-derivatives
+        shift_q = jnp.pad(q1[:, :-1], ((0, 0), (1, 0)))
+        shift_d = jnp.pad(d1[:, :-1], ((0, 0), (1, 0)))
+        q = A[ell] * z * q1 - B[ell] * q2 + D[ell] * shift_q
+        dq = A[ell] * (q1 + z * d1) - B[ell] * d2 + D[ell] * shift_d
+        q = jnp.where(ell == 0, q0, q)
+        dq = jnp.where(ell == 0, 0.0, dq)
+        a, b, da, db = acc
+        acc = (a + wc[ell] * q, b + ws[ell] * q, da + wc[ell] * dq, db + ws[ell] * dq)
+        return (acc, q, q1, dq, d1), None
+
+    zeros = jnp.zeros_like(q0)
+    init = ((zeros, zeros, zeros, zeros), zeros, zeros, zeros, zeros)
+    ((a, b, da, db), *_), _ = lax.scan(step, init, jnp.arange(L + 1))
+    value = jnp.sum(a * re + b * im, axis=1)
+    gx = jnp.sum(dscale * (a * prev.real + b * prev.imag), axis=1)
+    gy = jnp.sum(dscale * (-a * prev.imag + b * prev.real), axis=1)
+    gz = jnp.sum(da * re + db * im, axis=1)
+    return value, jnp.stack([gx, gy, gz], axis=1)
 
 
 def sphere_sums(Y: Float[Array, "p 3"], X, m, beta, L: int):
@@ -296,11 +332,8 @@ def sphere_sums(Y: Float[Array, "p 3"], X, m, beta, L: int):
     ws = 4 * jnp.pi * si[:, None] * cs
 
     def value_and_grad(Yc):
-        field = lambda Z: _sphere_field(Z, wc, ws, L)
-        tangents = jnp.eye(3, dtype=dtype)[:, None, :] * jnp.ones_like(Yc)[None]
-        vals, dirs = jax.vmap(lambda t: jax.jvp(field, (Yc,), (t,)))(tangents)
-        grad = dirs.T  # (p, 3): d f / d y_k for each point
-        return vals[0], grad - jnp.sum(grad * Yc, axis=1, keepdims=True) * Yc
+        value, grad = _sphere_field_and_grad(Yc, wc, ws, L)
+        return value, grad - jnp.sum(grad * Yc, axis=1, keepdims=True) * Yc
 
     out = _chunked(value_and_grad, Y)
     if Y.shape[0] > SPHERE_CHUNK:

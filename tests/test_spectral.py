@@ -8,6 +8,7 @@ from scipy.special import ive
 
 import meanfield as mf
 from meanfield._spectral import (
+    _sphere_field_and_grad,
     circle_bessel,
     error_bound,
     spectral_order,
@@ -153,3 +154,12 @@ def test_bad_spectral_input(getkey):
         mf.MeanField(1.0, kernel="spectral", attention="general").velocity(
             mf.uniform_sphere(getkey(), 5, 2)
         )
+
+
+def test_hand_written_harmonic_gradient_equals_autodiff(getkey):
+    Y = mf.uniform_sphere(getkey(), 40, 3)
+    L = 12
+    wc, ws = jax.random.normal(getkey(), (2, L + 1, L + 1))
+    _, grad = _sphere_field_and_grad(Y, wc, ws, L)
+    value = lambda y: _sphere_field_and_grad(y[None], wc, ws, L)[0][0]
+    np.testing.assert_allclose(grad, jax.vmap(jax.grad(value))(Y), atol=1e-12)
