@@ -212,6 +212,32 @@ def with_beta(model, beta):
     return eqx.tree_at(lambda mdl: mdl.beta, model, jnp.asarray(beta, model.beta.dtype))
 
 
+def prepare_ensemble(model, key, *, n, d, seeds, dt, steps, betas, m, method, save_every, dtype):
+    """Validated inputs of an ensemble run, shared by `ensemble` and `shard_ensemble`.
+
+    Draws X0s (seeds, n, d) uniformly from jr.split(key, seeds), checks every argument
+    (each beta of `betas` too), and resolves kernel="auto" once for the largest beta (a
+    spectral order chosen there is accurate for every smaller beta). Returns
+    (model, X0s, m, dt, steps, save_every, betas or None).
+    """
+    seeds = check_int(seeds, "seeds")
+    keys = jr.split(key, seeds)
+    X0s = jax.vmap(lambda k: uniform_sphere(k, n, d, dtype=dtype))(keys)
+    X0, m, steps, save_every = _check_run(model, X0s[0], m, dt, steps, save_every, method)
+    if betas is not None:
+        betas = jnp.asarray(betas, model.beta.dtype)
+        if betas.ndim != 1:
+            raise ValueError(f"`betas` must be one-dimensional; got shape {betas.shape}.")
+        for b in list(betas):
+            check_positive_scalar(b, "betas")
+            with_beta(model, b).check_representable(X0.dtype)
+        resolved = with_beta(model, betas.max()).resolve_kernel(*X0.shape)
+        model = with_beta(resolved, model.beta)
+    else:
+        model = model.resolve_kernel(*X0.shape)
+    return model, X0s, m, _as_traced(dt, X0.dtype), steps, save_every, betas
+
+
 def ensemble(
     model,
     key: PRNGKeyArray,
@@ -233,23 +259,20 @@ def ensemble(
     (seeds, saves, n, d) when betas is None, using model.beta). One compilation: the
     ensemble is a vmap over PRNG keys and a vmap over beta of one jitted scan.
     """
-    seeds = check_int(seeds, "seeds")
-    keys = jr.split(key, seeds)
-    X0s = jax.vmap(lambda k: uniform_sphere(k, n, d, dtype=dtype))(keys)
-    X0, m, steps, save_every = _check_run(model, X0s[0], m, dt, steps, save_every, method)
-    if betas is not None:
-        betas = jnp.asarray(betas, model.beta.dtype)
-        if betas.ndim != 1:
-            raise ValueError(f"`betas` must be one-dimensional; got shape {betas.shape}.")
-        for b in list(betas):
-            check_positive_scalar(b, "betas")
-            with_beta(model, b).check_representable(X0.dtype)
-        # A spectral order chosen for the largest beta is accurate for every beta.
-        resolved = with_beta(model, betas.max()).resolve_kernel(*X0.shape)
-        model = with_beta(resolved, model.beta)
-    else:
-        model = model.resolve_kernel(*X0.shape)
-    dt = _as_traced(dt, X0.dtype)
+    model, X0s, m, dt, steps, save_every, betas = prepare_ensemble(
+        model,
+        key,
+        n=n,
+        d=d,
+        seeds=seeds,
+        dt=dt,
+        steps=steps,
+        betas=betas,
+        m=m,
+        method=method,
+        save_every=save_every,
+        dtype=dtype,
+    )
     return _ensemble(model, X0s, m, dt, steps, save_every, method, betas)
 
 

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import json
 import math
 import os
@@ -698,8 +699,10 @@ def _energies(model, xs):
         return None
 
 
-def _cluster_stats(xs, tol):
-    """Cluster counts and largest cluster mass of every state in xs (..., n, d)."""
+@functools.cache
+def _cluster_stats_fn():
+    """The jitted batch clustering, built once (a function defined per call would be a new
+    jit cache entry, i.e. a recompilation, for every beta of a sweep)."""
     import equinox as eqx
     import jax
     import jax.numpy as jnp
@@ -717,6 +720,14 @@ def _cluster_stats(xs, tol):
 
         return jax.lax.map(one, flat)
 
+    return stats
+
+
+def _cluster_stats(xs, tol):
+    """Cluster counts and largest cluster mass of every state in xs (..., n, d)."""
+    import jax.numpy as jnp
+
+    stats = _cluster_stats_fn()
     lead = xs.shape[:-2]
     counts, mass = stats(xs.reshape((-1,) + xs.shape[-2:]), jnp.asarray(tol, xs.dtype))
     return np.asarray(counts).reshape(lead), np.asarray(mass).reshape(lead)

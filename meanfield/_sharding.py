@@ -43,17 +43,22 @@ import functools
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import jax.random as jr
 import numpy as np
 from jax import lax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ._integrate import Trajectory, _check_run, _integrate_scan, make_step, with_beta
+from ._integrate import (
+    Trajectory,
+    _check_run,
+    _integrate_scan,
+    make_step,
+    prepare_ensemble,
+    with_beta,
+)
 from ._kernels import attention_stats, log_masses
-from ._sphere import uniform_sphere
-from ._validation import check_int, check_positive_scalar
+from ._validation import check_int
 
 PARTICLES = "particles"
 BATCH = "batch"
@@ -330,17 +335,22 @@ def shard_ensemble(
     sharded with NamedSharding(mesh, P(axis)). Result: Trajectory with xs of shape
     (len(betas), seeds, saves, n, d), or (seeds, saves, n, d) when betas is None.
     """
-    seeds = check_int(seeds, "seeds")
-    keys = jr.split(key, seeds)
-    X0s = jax.vmap(lambda k: uniform_sphere(k, n, d, dtype=dtype))(keys)
-    X0, m, steps, save_every = _check_run(model, X0s[0], m, dt, steps, save_every, method)
+    model, X0s, m, dt, steps, save_every, betas = prepare_ensemble(
+        model,
+        key,
+        n=n,
+        d=d,
+        seeds=seeds,
+        dt=dt,
+        steps=steps,
+        betas=betas,
+        m=m,
+        method=method,
+        save_every=save_every,
+        dtype=dtype,
+    )
     squeeze = betas is None
-    betas = jnp.reshape(model.beta, (1,)) if squeeze else jnp.asarray(betas, model.beta.dtype)
-    if betas.ndim != 1:
-        raise ValueError(f"`betas` must be one-dimensional; got shape {betas.shape}.")
-    for b in np.asarray(betas):
-        check_positive_scalar(float(b), "betas")
-        with_beta(model, b).check_representable(X0.dtype)
+    betas = jnp.reshape(model.beta, (1,)) if squeeze else betas
     mesh = default_mesh(BATCH) if mesh is None else mesh
     axis = _axis(mesh, axis_name)
     size = mesh.shape[axis]
@@ -351,7 +361,7 @@ def shard_ensemble(
     flat_b = _pad_to(flat_b, size, flat_b[0])
     flat_X = _pad_to(flat_X, size, flat_X[0])
     runner = _ensemble_runner(mesh, axis, steps, save_every, method)
-    traj = runner(model, flat_X, flat_b, m, jnp.asarray(dt, X0.dtype))
+    traj = runner(model, flat_X, flat_b, m, dt)
     ts, xs = traj.ts[:total], traj.xs[:total]
     shape = (seeds,) if squeeze else (nb, seeds)
     return Trajectory(ts.reshape(shape + ts.shape[1:]), xs.reshape(shape + xs.shape[1:]))

@@ -53,6 +53,9 @@ import numpy as np
 from jax import lax
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
 
+from ._validation import float_dtype as _float_dtype
+from ._validation import is_concrete as _is_concrete
+
 __all__ = [
     "FAMILIES",
     "SoftmaxCurves",
@@ -99,17 +102,6 @@ FAMILIES: dict[str, dict[str, float]] = {
 # --------------------------------------------------------------------------------------
 
 
-def _is_concrete(x) -> bool:
-    return not isinstance(x, jax.core.Tracer)
-
-
-def _float_dtype(x) -> jnp.dtype:
-    dtype = jnp.result_type(x)
-    if not jnp.issubdtype(dtype, jnp.floating):
-        dtype = jnp.result_type(float)
-    return jnp.dtype(dtype)
-
-
 def _check_scores(scores, name: str = "scores", min_n: int = 1) -> Array:
     """Scores as a float array of shape (..., n) with n >= min_n and finite entries."""
     if not hasattr(scores, "shape"):
@@ -137,25 +129,27 @@ def _check_scores(scores, name: str = "scores", min_n: int = 1) -> Array:
     return eqx.error_if(scores, bad, f"`{name}` contains NaN or inf; scores must be finite.")
 
 
-def _check_nonneg(x, dtype, name: str) -> Array:
-    """A finite, non-negative float array (beta, t, temperature...)."""
+def _check_bounded(x, dtype, name: str, *, strict: bool) -> Array:
+    """A finite float array that is > 0 (strict) or >= 0: beta, t, temperature, ...
+
+    Eager ValueError on concrete values; equinox.error_if under jit.
+    """
     x = jnp.asarray(x, dtype=dtype)
-    bad = ~jnp.all(jnp.isfinite(x) & (x >= 0))
+    bound = "> 0" if strict else ">= 0"
+    bad = ~jnp.all(jnp.isfinite(x) & ((x > 0) if strict else (x >= 0)))
     if _is_concrete(x):
         if bool(bad):
-            raise ValueError(f"`{name}` must be finite and >= 0; got {np.asarray(x)!r}.")
+            raise ValueError(f"`{name}` must be finite and {bound}; got {np.asarray(x)!r}.")
         return x
-    return eqx.error_if(x, bad, f"`{name}` must be finite and >= 0.")
+    return eqx.error_if(x, bad, f"`{name}` must be finite and {bound}.")
+
+
+def _check_nonneg(x, dtype, name: str) -> Array:
+    return _check_bounded(x, dtype, name, strict=False)
 
 
 def _check_positive(x, dtype, name: str) -> Array:
-    x = jnp.asarray(x, dtype=dtype)
-    bad = ~jnp.all(jnp.isfinite(x) & (x > 0))
-    if _is_concrete(x):
-        if bool(bad):
-            raise ValueError(f"`{name}` must be finite and > 0; got {np.asarray(x)!r}.")
-        return x
-    return eqx.error_if(x, bad, f"`{name}` must be finite and > 0.")
+    return _check_bounded(x, dtype, name, strict=True)
 
 
 def _check_open_unit(x, dtype, name: str) -> Array:
