@@ -1,8 +1,7 @@
 """meanfield: self-attention as interacting particles on the sphere, in JAX."""
 
-from . import plot, transformer
+from . import kernels, plot, transformer
 from ._atoms import Atoms, cluster, cluster_count, cluster_padded, largest_cluster_mass
-from ._attention_gpu import attention_stats_dpa
 from ._critical import (
     MASS_BOUND_LIMIT,
     CriticalPoint,
@@ -22,7 +21,6 @@ from ._critical import (
     transport_hessian,
 )
 from ._dynamics import MLP, MeanField
-from ._energy import log_interaction
 from ._integrate import (
     StopResult,
     Trajectory,
@@ -33,7 +31,6 @@ from ._integrate import (
     stepper,
     with_beta,
 )
-from ._kernels import attention_stats, attention_stats_dense, attention_stats_tiled
 from ._perceptron import ACTIVATIONS, Perceptron
 from ._runs import Run, load_run, save_run
 from ._sharding import (
@@ -46,8 +43,7 @@ from ._sharding import (
     shard_ensemble,
     sharded_velocity,
 )
-from ._spectral import error_bound as spectral_error_bound
-from ._spectral import spectral_order
+from .kernels import spectral_error_bound, spectral_order
 from ._sphere import (
     angles_to_circle,
     circle_angles,
@@ -92,10 +88,6 @@ __all__ = [
     "ACTIVATIONS",
     "angles_to_circle",
     "Atoms",
-    "attention_stats",
-    "attention_stats_dense",
-    "attention_stats_dpa",
-    "attention_stats_tiled",
     "beta_at_entropy_fraction",
     "beta_at_pmax",
     "beta_at_pmax_half",
@@ -126,11 +118,11 @@ __all__ = [
     "integrate_diffrax",
     "integrate_sharded",
     "integrate_until",
+    "kernels",
     "is_stable",
     "is_strictly_stable",
     "largest_cluster_mass",
     "load_run",
-    "log_interaction",
     "log_map",
     "log_partition",
     "mass_bound",

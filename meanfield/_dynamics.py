@@ -14,15 +14,15 @@ velocity_i = grad_S phi_mu(x_i), phi_mu(x) = (s / beta) sum_j m_j K_beta(x, x_j)
 
 from __future__ import annotations
 
+import copy
+
 import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from ._energy import kernel_first_variation, log_interaction, perceptron_energy, safe_exp
-from ._kernels import KERNELS, attention_stats, log_masses, max_exponent
+from ._energy import perceptron_energy, safe_exp
 from ._perceptron import Perceptron, activation_functions, check_perceptron
-from ._spectral import spectral_log_interaction, spectral_order, spectral_sums
 from ._sphere import project
 from ._validation import (
     check_masses,
@@ -31,6 +31,9 @@ from ._validation import (
     check_sign,
     is_concrete,
 )
+from .kernels import AbstractKernel, Spectral, log_masses, max_exponent, resolve_kernel
+from .kernels._base import accumulation_dtype
+from .kernels.select import kernel_from
 
 ATTENTIONS = ("usa", "sa", "general")
 
@@ -76,44 +79,46 @@ def _as_float(x):
 class MeanField(eqx.Module):
     """Interacting particles on S^{d-1} under (self-)attention.
 
-    Arguments:
-        beta: inverse temperature, > 0 (a traced array leaf: sweeps do not recompile).
-        sign: +1 attractive (V = I) or -1 repulsive (V = -I).
-        attention: "usa" (unnormalised, exact gradient ascent of F_s), "sa" (softmax, the
-            dynamics of real transformers) or "general" (arbitrary V, B, weights).
-        perceptron: optional `Perceptron` (conservative drift u = P grad v / 2) or, for
-            attention="general" only, an `MLP`.
-        kernel: "auto" | "dense" | "tiled" | "spectral" | "attention" (pairwise-sum
-            implementation; "attention": jax.nn.dot_product_attention, `_attention_gpu`).
-        shift_kernel: use K = exp(beta(<x, y> - 1)) (the convention of the perceptron
-            paper's code): weakens the interaction by e^{-beta} relative to the perceptron.
-        rescaled_time: multiply the whole velocity by e^{-beta}; the same trajectories on a
-            clock slowed by e^{beta}, finite for any beta.
-        value, query_key, weights: for attention="general": V (d, d) (default sign * I),
-            B (d, d) (default I), and "softmax" or "exp" attention weights.
-        spectral_tol: error tolerance of the spectral kernel (relative to e^beta, the
-            largest kernel value; floor about 1e-13 in float64). Default 1e-12.
-        spectral_order: truncation order K (d = 2) / degree L (d = 3) for the spectral
-            kernel; by default the smallest order whose error bound is <= spectral_tol at
-            this beta (for a sweep over beta, build the model at the largest beta).
+    **Arguments:**
 
-    kernel="auto" uses the spectral kernel on S^1 and S^2 when it is much cheaper than the
-    pairwise sum (n >= 16 (K + 1) on the circle, n >= 8 (L + 1)^2 on S^2, and n >= 16384),
-    otherwise dense (small n) or tiled.
+    - `beta`: inverse temperature, > 0 (a traced array leaf: sweeps do not recompile).
+    - `sign`: +1 attractive (V = I) or -1 repulsive (V = -I).
+    - `attention`: "usa" (unnormalised, exact gradient ascent of F_s), "sa" (softmax, the
+      dynamics of real transformers) or "general" (arbitrary V, B, weights).
+    - `perceptron`: optional `Perceptron` (conservative drift u = P grad v / 2) or, for
+      attention="general" only, an `MLP`.
+    - `kernel`: how the pairwise sums are computed: "auto" (`kernels.select_kernel`, by
+      backend, dtype, n, d and beta, resolved once by every entry point), a name of
+      `kernels.REGISTRY` ("dense", "tiled", "centred", "spectral", "attention", "flash",
+      "ring") or a kernel instance such as `kernels.Tiled(1024, 1024)`.
+    - `shift_kernel`: use K = exp(beta(<x, y> - 1)) (the convention of the perceptron
+      paper's code): weakens the interaction by e^{-beta} relative to the perceptron.
+    - `rescaled_time`: multiply the whole velocity by e^{-beta}; the same trajectories on a
+      clock slowed by e^{beta}, finite for any beta.
+    - `value`, `query_key`, `weights`: for attention="general": V (d, d) (default
+      sign * I), B (d, d) (default I), and "softmax" or "exp" attention weights.
+    - `spectral_tol`: error tolerance of the spectral kernel (relative to e^beta, the
+      largest kernel value; floor about 1e-13 in float64). Default 1e-12.
+    - `spectral_order`: truncation order K (d = 2) / degree L (d = 3) for
+      kernel="spectral"; by default the smallest order whose error bound is <=
+      spectral_tol at this beta (for a sweep over beta, build the model at the largest).
+
+    The model never branches on the kernel: velocities use `kernel.tangent_stats` (USA,
+    SA) or `kernel.stats` (general), energies `kernel.log_interaction` and
+    `kernel.log_sums`.
     """
 
     beta: Array
     sign: Array
     attention: str = eqx.field(static=True)
     perceptron: Perceptron | MLP | None
-    kernel: str = eqx.field(static=True)
+    kernel: AbstractKernel | str = eqx.field(static=True)
     shift_kernel: bool = eqx.field(static=True)
     rescaled_time: bool = eqx.field(static=True)
     value: Array | None
     query_key: Array | None
     weights: str = eqx.field(static=True)
     spectral_tol: float = eqx.field(static=True)
-    spectral_orders: tuple | None = eqx.field(static=True)
 
     def __init__(
         self,
@@ -121,7 +126,7 @@ class MeanField(eqx.Module):
         sign=1,
         attention: str = "usa",
         perceptron=None,
-        kernel: str = "auto",
+        kernel="auto",
         *,
         shift_kernel: bool = False,
         rescaled_time: bool = False,
@@ -135,8 +140,6 @@ class MeanField(eqx.Module):
         check_sign(sign)
         if attention not in ATTENTIONS:
             raise ValueError(f"`attention` must be one of {ATTENTIONS}; got {attention!r}.")
-        if kernel not in KERNELS:
-            raise ValueError(f"`kernel` must be one of {KERNELS}; got {kernel!r}.")
         if weights not in ("softmax", "exp"):
             raise ValueError(f"`weights` must be 'softmax' or 'exp'; got {weights!r}.")
         if attention != "general":
@@ -153,6 +156,22 @@ class MeanField(eqx.Module):
                 raise ValueError(
                     f"`{name}` must be a square (d, d) matrix; got shape {np.shape(mat)}."
                 )
+        spectral_tol = float(spectral_tol)
+        if not spectral_tol > 0 or not np.isfinite(spectral_tol):
+            raise ValueError(f"`spectral_tol` must be > 0; got {spectral_tol}.")
+        if kernel == "spectral":
+            kernel = Spectral(spectral_tol, spectral_order)
+        kernel = kernel_from(kernel)
+        if isinstance(kernel, Spectral):
+            if attention == "general":
+                raise ValueError("kernel='spectral' supports attention='usa' and 'sa' only.")
+            if kernel.order is None:
+                if not is_concrete(beta):
+                    raise ValueError(
+                        "kernel='spectral' with a traced beta needs an explicit `spectral_order`."
+                    )
+                for d in kernel.dims:  # raises now if the order exceeds the budget
+                    kernel.prepare(1, d, jnp.float64, beta=float(beta))
         self.beta = _as_float(beta)
         self.sign = _as_float(sign)
         self.attention = attention
@@ -163,75 +182,57 @@ class MeanField(eqx.Module):
         self.value = None if value is None else jnp.asarray(value)
         self.query_key = None if query_key is None else jnp.asarray(query_key)
         self.weights = weights
-        self.spectral_tol = float(spectral_tol)
-        self.spectral_orders = self._spectral_orders(kernel, attention, spectral_order)
+        self.spectral_tol = spectral_tol
 
-    def _spectral_orders(self, kernel, attention, order):
-        """(K for S^1, L for S^2) for kernel="spectral", fixed at construction so that beta
-        can stay traced; None otherwise ("auto" decides in `resolve_kernel`)."""
-        if order is not None:
-            if isinstance(order, bool) or not isinstance(order, int) or order < 1:
-                raise ValueError(f"`spectral_order` must be a positive integer; got {order!r}.")
-            return (order, order)
-        if not self.spectral_tol > 0 or not np.isfinite(self.spectral_tol):
-            raise ValueError(f"`spectral_tol` must be > 0; got {self.spectral_tol}.")
-        if kernel != "spectral":
-            return None
-        if not is_concrete(self.beta):
-            raise ValueError(
-                "kernel='spectral' with a traced beta needs an explicit `spectral_order`."
-            )
-        return tuple(spectral_order(float(self.beta), d, self.spectral_tol) for d in (2, 3))
+    # ---------------------------------------------------------------- kernels
+    @property
+    def self_interaction(self) -> bool:
+        """Queries, keys and values are the particles themselves (USA and SA)."""
+        return self.attention != "general"
 
-    def resolve_kernel(self, n: int, d: int) -> MeanField:
-        """This model with kernel="auto" resolved for n points in R^d.
+    def with_kernel(self, kernel) -> MeanField:
+        """A copy of this model with another kernel (an instance, a name or "auto")."""
+        new = copy.copy(self)
+        object.__setattr__(new, "kernel", kernel_from(kernel))
+        return new
 
-        Returns a spectral copy when the spectral sum is much cheaper than the pairwise one
-        (d = 2 or 3, n >= 16384 and n >= 16 (K + 1) on S^1 or 8 (L + 1)^2 on S^2, with the
-        order rounded up to a power of two so that nearby betas share one compilation);
-        otherwise the model itself (dense below 512^2 pairs, tiled above). Entry points
-        (velocity, energy, integrate, ensemble) call it before compiling.
+    def select(self, n: int, d: int, *, dtype=None, batch: int = 1, nq: int | None = None):
+        """The concrete, checked kernel for n particles in R^d (and nq queries, default n).
+
+        "auto" goes to `kernels.select_kernel` with this model's beta (when concrete),
+        dtype and batch size; a kernel instance is checked and prepared (e.g. a Spectral
+        order fixed from beta). Raises a ValueError naming the kernel and the reason when
+        the kernel cannot do it.
         """
-        if (
-            self.kernel != "auto"
-            or self.attention == "general"
-            or d not in (2, 3)
-            or n < 16384
-            or not is_concrete(self.beta)
-        ):
-            return self
-        try:
-            order = spectral_order(float(self.beta), d, self.spectral_tol)
-        except ValueError:
-            return self
-        order = max(16, 1 << (order - 1).bit_length())
-        cost = 16 * (order + 1) if d == 2 else 8 * (order + 1) ** 2
-        if n < cost:
-            return self
-        return MeanField(
-            self.beta,
-            self.sign,
-            self.attention,
-            self.perceptron,
-            "spectral",
-            shift_kernel=self.shift_kernel,
-            rescaled_time=self.rescaled_time,
+        dtype = jnp.result_type(float) if dtype is None else dtype
+        beta = float(self.beta) if is_concrete(self.beta) else None
+        if self.attention == "general" and isinstance(self.kernel, Spectral):
+            raise ValueError("kernel='spectral' supports attention='usa' and 'sa' only.")
+        kernel = resolve_kernel(
+            self.kernel,
+            n if nq is None else nq,
+            d,
+            dtype=dtype,
+            beta=beta,
+            batch=batch,
+            nk=n,
+            self_interaction=self.self_interaction,
             spectral_tol=self.spectral_tol,
-            spectral_order=order,
         )
+        return kernel
 
-    def _implementation(self, n: int, d: int) -> str:
-        """'spectral', or the pairwise kernel name passed on to attention_stats."""
-        if self.kernel == "spectral":
-            if d not in (2, 3):
-                raise ValueError(
-                    f"kernel='spectral' needs points on S^1 or S^2 (d = 2 or 3); got d = {d}. "
-                    "Use kernel='tiled' in higher dimensions."
-                )
-            if self.attention == "general":
-                raise ValueError("kernel='spectral' supports attention='usa' and 'sa' only.")
-            return "spectral"
-        return self.kernel
+    def resolve_kernel(self, n: int, d: int, *, dtype=None, batch: int = 1) -> MeanField:
+        """This model with its kernel resolved for n points in R^d (`select`); entry points
+        (velocity, energy, integrate, ensemble, critical points, the CLI) call it once,
+        outside jit, so that the compiled program holds a concrete kernel."""
+        return self.with_kernel(self.select(n, d, dtype=dtype, batch=batch))
+
+    def _kernel(self, X, nq: int | None = None) -> AbstractKernel:
+        """The kernel for the points X inside a computation (resolved at trace time if the
+        model was not resolved by its entry point)."""
+        if isinstance(self.kernel, AbstractKernel) and not isinstance(self.kernel, Spectral):
+            return self.kernel
+        return self.select(X.shape[0], X.shape[1], dtype=X.dtype, nq=nq)
 
     # ---------------------------------------------------------------- validation
     def check_inputs(self, X, m=None, name: str = "X"):
@@ -251,20 +252,36 @@ class MeanField(eqx.Module):
         m = check_masses(m, X.shape[0], X.dtype)
         return X, m
 
+    @property
+    def unnormalised(self) -> bool:
+        """The interaction is a kernel sum (USA, or general with exp weights), not a mean."""
+        return self.attention == "usa" or (self.attention == "general" and self.weights == "exp")
+
     def check_representable(self, dtype):
         """Raise if e^{beta} (the USA velocity scale) overflows `dtype` and nothing rescales it."""
-        needs_exp = self.attention == "usa" or (
-            self.attention == "general" and self.weights == "exp"
-        )
-        if needs_exp and not (self.rescaled_time or self.shift_kernel) and is_concrete(self.beta):
-            limit = max_exponent(dtype)
-            if float(self.beta) > limit:
-                raise ValueError(
-                    f"`beta`={float(self.beta):.4g} makes exp(beta) overflow {jnp.dtype(dtype)} "
-                    f"(limit beta < {limit:.1f}). Use rescaled_time=True (same trajectories, "
-                    "clock rescaled by e^beta)"
-                    + (" or float64." if jnp.dtype(dtype) != jnp.float64 else ".")
-                )
+        if self.unnormalised and not (self.rescaled_time or self.shift_kernel):
+            if is_concrete(self.beta):
+                limit = max_exponent(dtype)
+                if float(self.beta) > limit:
+                    raise ValueError(
+                        f"`beta`={float(self.beta):.4g} makes exp(beta) overflow "
+                        f"{jnp.dtype(dtype)} (limit beta < {limit:.1f}). Use rescaled_time=True "
+                        "(same trajectories, clock rescaled by e^beta)"
+                        + (" or float64." if jnp.dtype(dtype) != jnp.float64 else ".")
+                    )
+
+    def max_log_speed(self, dtype) -> float | None:
+        """An upper bound of log max_i |dx_i/dt| from the interaction (None if beta is
+        traced): beta for USA (shifted: 0) plus the time rescaling; 0 for SA."""
+        if not is_concrete(self.beta):
+            return None
+        beta = float(self.beta)
+        log_speed = beta if self.unnormalised else 0.0
+        if self.unnormalised and self.shift_kernel:
+            log_speed -= beta
+        if self.rescaled_time:
+            log_speed -= beta
+        return log_speed
 
     # ---------------------------------------------------------------- dynamics
     def _log_time_scale(self, dtype):
@@ -272,61 +289,48 @@ class MeanField(eqx.Module):
 
     def _velocity(self, X: Float[Array, "n d"], m: Float[Array, " n"]) -> Float[Array, "n d"]:
         """Velocity without input checks (X may be slightly off the sphere in RK4 stages)."""
-        dtype = X.dtype
-        if self._implementation(*X.shape) == "spectral":
-            return self._spectral_velocity(X, m)
-        Q = X if self.query_key is None else X @ self.query_key.astype(dtype)
-        beta = self.beta.astype(dtype)
-        L, Y = attention_stats(Q, X, X, beta, log_masses(m.astype(dtype)), self.kernel)
-        return self._velocity_from_stats(X, L, Y)
-
-    def _velocity_from_stats(self, X: Float[Array, "n d"], L, Y) -> Float[Array, "n d"]:
-        """Row-wise velocity from the attention statistics (L, Y) of the rows X.
-
-        Shared by the single-device path and the particle-sharded ring (`_sharding.py`).
-        """
-        dtype = X.dtype
-        beta = self.beta.astype(dtype)
-        log_time = self._log_time_scale(dtype)
-        unnormalised = self.attention == "usa" or (
-            self.attention == "general" and self.weights == "exp"
-        )
-        if unnormalised:
-            log_scale = L + log_time - (beta if self.shift_kernel else 0.0)
-            Y = jnp.exp(log_scale)[:, None] * Y
+        kernel = self._kernel(X)
+        acc = accumulation_dtype(X.dtype)
+        beta = self.beta.astype(acc)
+        log_m = log_masses(m.astype(acc))
+        if self.self_interaction:
+            L, T = kernel.tangent_stats(X, beta, log_m)
+            direction = self.sign.astype(acc) * T.astype(acc)
         else:
-            Y = jnp.exp(log_time) * Y
-        if self.value is None:
-            v = self.sign.astype(dtype) * project(X, Y)
+            Q = X if self.query_key is None else X @ self.query_key.astype(X.dtype)
+            L, Y = kernel.stats(Q, X, X, beta, log_m)
+            Y = Y.astype(acc)
+            if self.value is None:
+                direction = self.sign.astype(acc) * project(X.astype(acc), Y)
+            else:
+                direction = project(X.astype(acc), Y @ self.value.astype(acc).T)
+        return self._velocity_from_direction(X, L, direction)
+
+    def _velocity_from_direction(self, X, L, direction) -> Float[Array, "n d"]:
+        """Velocity from the row log-normalisers L and the tangent interaction direction:
+        USA scales it by e^{L} (the kernel sum), SA keeps the softmax mean; then the time
+        rescaling and the perceptron drift."""
+        acc = direction.dtype
+        log_time = self._log_time_scale(acc)
+        if self.unnormalised:
+            shift = self.beta.astype(acc) if self.shift_kernel else 0.0
+            v = jnp.exp(L.astype(acc) + log_time - shift)[:, None] * direction
         else:
-            v = project(X, Y @ self.value.astype(dtype).T)
+            v = jnp.exp(log_time) * direction
         if self.perceptron is not None:
-            v = v + jnp.exp(log_time) * self.perceptron.drift(X)
-        return v
-
-    def _spectral_velocity(self, X, m):
-        """USA: s e^{beta + log scales} grad_S f~ / beta; SA: s grad_S f~ / (beta f~),
-        with f~ = e^{-beta} sum_j m_j exp(beta <x, x_j>) from `_spectral`."""
-        dtype = X.dtype
-        beta = self.beta.astype(dtype)
-        log_time = self._log_time_scale(dtype)
-        order = self.spectral_orders[X.shape[1] - 2]
-        f, grad = spectral_sums(X, X, m.astype(dtype), beta, order)
-        if self.attention == "usa":
-            log_scale = beta + log_time + self._log_kernel_shift(dtype)
-            v = jnp.exp(log_scale) * grad / beta
-        else:
-            v = jnp.exp(log_time) * grad / (beta * f[:, None])
-        v = self.sign.astype(dtype) * v
-        if self.perceptron is not None:
-            v = v + jnp.exp(log_time) * self.perceptron.drift(X)
-        return v
+            v = v + jnp.exp(log_time) * self.perceptron.drift(X.astype(acc))
+        return v.astype(X.dtype)
 
     def velocity(self, X: Float[Array, "n d"], m: Float[Array, " n"] | None = None) -> Array:
-        """dX/dt at X, shape (n, d); tangent to the sphere at every row."""
+        """dX/dt at X, shape (n, d); tangent to the sphere at every row.
+
+        **Arguments:** `X` (n, d) points on the sphere; `m` (n,) masses (default uniform).
+
+        **Returns:** the velocity (n, d).
+        """
         X, m = self.check_inputs(X, m)
         self.check_representable(X.dtype)
-        return self.resolve_kernel(*X.shape)._velocity(X, m)
+        return self.resolve_kernel(*X.shape, dtype=X.dtype)._velocity(X, m)
 
     def vector_field(self, t, X: Float[Array, "n d"], args=None) -> Float[Array, "n d"]:
         """f(t, X, args) in the diffrax convention; args = masses m (n,) or None (uniform)."""
@@ -348,21 +352,18 @@ class MeanField(eqx.Module):
         """log iint K_beta dmu dmu (with the model's kernel convention); always finite."""
         self._require_energy()
         X, m = self.check_inputs(X, m)
-        beta = self.beta.astype(X.dtype)
-        model = self.resolve_kernel(*X.shape)
-        if model._implementation(*X.shape) == "spectral":
-            order = model.spectral_orders[X.shape[1] - 2]
-            log_i = spectral_log_interaction(X, m, beta, order)
-        else:
-            log_i = log_interaction(X, m, beta, kernel=self.kernel)
-        return log_i + self._log_kernel_shift(X.dtype)
+        acc = accumulation_dtype(X.dtype)
+        kernel = self._kernel(X)
+        log_i = kernel.log_interaction(X, self.beta.astype(acc), log_masses(m.astype(acc)))
+        return log_i + self._log_kernel_shift(acc)
 
     def log_energy(self, X, m=None) -> Array:
         """log |interaction part of F_s| = log iint K dmu dmu - log(2 beta).
 
         F_s = sign * exp(log_energy) + perceptron_energy; finite for any beta.
         """
-        return self.log_interaction(X, m) - jnp.log(2 * self.beta.astype(jnp.result_type(X)))
+        log_i = self.log_interaction(X, m)
+        return log_i - jnp.log(2 * self.beta.astype(log_i.dtype))
 
     def perceptron_energy(self, X, m=None) -> Array:
         """(1/2) int v dmu."""
@@ -398,15 +399,12 @@ class MeanField(eqx.Module):
         self._require_energy()
         X, m = self.check_inputs(X, m)
         Y = check_points(Y, "Y", d=X.shape[1])
-        beta = self.beta.astype(X.dtype)
-        log_scale = self._log_kernel_shift(X.dtype) - jnp.log(beta)
-        model = self.resolve_kernel(*X.shape)
-        if model._implementation(*X.shape) == "spectral":
-            f, _ = spectral_sums(Y, X, m, beta, model.spectral_orders[X.shape[1] - 2])
-            kern = jnp.exp(beta + log_scale) * f
-        else:
-            kern = kernel_first_variation(Y, X, m, beta, log_scale=log_scale, kernel=self.kernel)
-        out = self.sign.astype(X.dtype) * kern
+        acc = accumulation_dtype(X.dtype)
+        beta = self.beta.astype(acc)
+        log_scale = self._log_kernel_shift(acc) - jnp.log(beta)
+        kernel = self._kernel(X, nq=Y.shape[0])
+        L = kernel.log_sums(Y, X, beta, log_masses(m.astype(acc)))
+        out = self.sign.astype(acc) * jnp.exp(L + log_scale)
         if self.perceptron is not None:
             out = out + 0.5 * self.perceptron.potential(Y)
         return out

@@ -3,29 +3,20 @@
     F_s[mu] = (s / (2 beta)) iint K_beta(x, y) dmu(x) dmu(y) + (1/2) int v dmu,
     K_beta(x, y) = exp(beta <x, y>)     (or exp(beta(<x, y> - 1)) with shift_kernel)
 
-The interaction double integral is computed in the log domain,
-log iint K dmu dmu = logsumexp_{ij}(beta <x_i, x_j> + log m_i + log m_j), so it is finite for
-any beta; only the final exponential can overflow, and then a clear error is raised.
+The interaction double integral is computed in the log domain by the model's kernel
+(`kernel.log_interaction`: logsumexp_{ij}(beta <x_i, x_j> + log m_i + log m_j)), so it is
+finite for any beta; only the final exponential can overflow, and then a clear error is
+raised (`safe_exp`).
 """
 
 from __future__ import annotations
 
 import equinox as eqx
-import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from ._kernels import attention_stats, log_masses, max_exponent
 from ._validation import is_concrete
-
-
-def log_interaction(
-    X: Float[Array, "n d"], m: Float[Array, " n"], beta, *, kernel: str = "auto"
-) -> Float[Array, ""]:
-    """log iint exp(beta <x, y>) dmu(x) dmu(y) (unshifted kernel), never overflowing."""
-    log_m = log_masses(m)
-    L, _ = attention_stats(X, X, X[:, :1], beta, log_m, kernel)
-    return jax.nn.logsumexp(L + log_m)
+from .kernels import max_exponent
 
 
 def perceptron_energy(X: Float[Array, "n d"], m: Float[Array, " n"], perceptron) -> Array:
@@ -52,17 +43,3 @@ def safe_exp(log_value, what: str):
         ~jnp.isfinite(value),
         f"The {what} overflows its dtype; use log_energy, rescaled_energy or shift_kernel.",
     )
-
-
-def kernel_first_variation(
-    Y: Float[Array, "p d"],
-    X: Float[Array, "n d"],
-    m: Float[Array, " n"],
-    beta,
-    *,
-    log_scale=0.0,
-    kernel: str = "auto",
-) -> Float[Array, " p"]:
-    """e^{log_scale} sum_j m_j exp(beta <y, x_j>) at every point y of Y; shape (p,)."""
-    L, _ = attention_stats(Y, X, X[:, :1], beta, log_masses(m), kernel)
-    return jnp.exp(L + log_scale)

@@ -14,6 +14,7 @@ beta, dt and the masses are traced: changing them does not recompile.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import equinox as eqx
@@ -24,7 +25,8 @@ from jax import lax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from ._sphere import exp_map, retract, uniform_sphere
-from ._validation import check_int, check_positive_scalar
+from ._validation import check_int, check_positive_scalar, is_concrete
+from .kernels import max_exponent
 
 METHODS = ("euler", "rk4", "geodesic")
 _BLOWUP = (
@@ -96,10 +98,27 @@ def _integrate_scan(model, X0, m, dt, steps: int, save_every: int, method: str):
     return Trajectory(ts, xs)
 
 
+def check_step_representable(model, dt, dtype) -> None:
+    """Raise before compiling if one step of size dt overflows `dtype`: the retraction
+    squares |x + dt v|, so dt e^{log max speed} must stay below sqrt(max float)."""
+    log_speed = model.max_log_speed(dtype)
+    if log_speed is None or not is_concrete(dt):
+        return
+    limit = 0.5 * max_exponent(dtype) - math.log(float(dt))
+    if log_speed > limit:
+        raise ValueError(
+            f"`beta`={float(model.beta):.4g} with `dt`={float(dt):.3g} overflows "
+            f"{jnp.dtype(dtype)} in one step (|dt * velocity| up to e^{{{log_speed:.1f}}} dt; "
+            f"limit beta < {limit:.1f} for this dt and dtype). Use rescaled_time=True, "
+            "shift_kernel=True, float64 or a smaller dt."
+        )
+
+
 def _check_run(model, X0, m, dt, steps, save_every, method):
     X0, m = model.check_inputs(X0, m, name="X0")
     model.check_representable(X0.dtype)
     check_positive_scalar(dt, "dt")
+    check_step_representable(model, dt, X0.dtype)
     steps = check_int(steps, "steps")
     save_every = steps if save_every is None else check_int(save_every, "save_every")
     if steps % save_every:
@@ -134,7 +153,7 @@ def integrate(
     are traced.
     """
     X0, m, steps, save_every = _check_run(model, X0, m, dt, steps, save_every, method)
-    model = model.resolve_kernel(*X0.shape)
+    model = model.resolve_kernel(*X0.shape, dtype=X0.dtype)
     return _integrate_scan(model, X0, m, _as_traced(dt, X0.dtype), steps, save_every, method)
 
 
@@ -181,7 +200,7 @@ def integrate_until(
     max_steps = check_int(max_steps, "max_steps")
     check_every = check_int(check_every, "check_every")
     dt, tol = _as_traced(dt, X0.dtype), _as_traced(tol, X0.dtype)
-    model = model.resolve_kernel(*X0.shape)
+    model = model.resolve_kernel(*X0.shape, dtype=X0.dtype)
     return _integrate_while(model, X0, m, dt, max_steps, tol, method, check_every)
 
 
@@ -200,7 +219,7 @@ def stepper(model, *, dt, method: str = "euler", m=None):
         return X0
 
     def step_fn(X):
-        resolved = model.resolve_kernel(*X.shape)
+        resolved = model.resolve_kernel(*X.shape, dtype=X.dtype)
         masses = m if m is not None else jnp.full((X.shape[0],), 1.0 / X.shape[0], X.dtype)
         return step(lambda Y: resolved._velocity(Y, masses), X, jnp.asarray(dt, X.dtype))
 
@@ -231,10 +250,14 @@ def prepare_ensemble(model, key, *, n, d, seeds, dt, steps, betas, m, method, sa
         for b in list(betas):
             check_positive_scalar(b, "betas")
             with_beta(model, b).check_representable(X0.dtype)
-        resolved = with_beta(model, betas.max()).resolve_kernel(*X0.shape)
+            check_step_representable(with_beta(model, b), dt, X0.dtype)
+        batch = seeds * betas.shape[0]
+        resolved = with_beta(model, betas.max()).resolve_kernel(
+            *X0.shape, dtype=X0.dtype, batch=batch
+        )
         model = with_beta(resolved, model.beta)
     else:
-        model = model.resolve_kernel(*X0.shape)
+        model = model.resolve_kernel(*X0.shape, dtype=X0.dtype, batch=seeds)
     return model, X0s, m, _as_traced(dt, X0.dtype), steps, save_every, betas
 
 
@@ -311,7 +334,9 @@ def integrate_diffrax(
             "integrate_diffrax needs diffrax: pip install 'meanfield[diffrax]'"
         ) from err
     X0, m = model.check_inputs(X0, m, name="X0")
+    model.check_representable(X0.dtype)
     check_positive_scalar(t1, "t1")
+    model = model.resolve_kernel(*X0.shape, dtype=X0.dtype)
     ts = jnp.asarray([0.0, t1] if ts is None else ts, X0.dtype)
     sol = diffrax.diffeqsolve(
         diffrax.ODETerm(model.vector_field),

@@ -83,7 +83,7 @@ def run_one(
         "heavy_clusters": heavy_counts,
         "first_merge_time": first_merge_time(ts, heavy_counts),
         "ts": ts.tolist(),
-        "kernel": resolved.kernel,
+        "kernel": resolved.kernel.name,
     }
 
 

@@ -57,39 +57,24 @@ from ._integrate import (
     prepare_ensemble,
     with_beta,
 )
-from ._kernels import attention_stats, log_masses
-from ._validation import check_int
+from ._validation import check_int, is_concrete
+from .kernels import (  # noqa: F401  (combine_stats, default_mesh: re-exported)
+    AbstractKernel,
+    Ring,
+    Stats,
+    combine_stats,
+    default_mesh,
+    kernel_from,
+    resolve_kernel,
+)
+from .kernels.ring import PARTICLES, mesh_axis, pad_to
 
-PARTICLES = "particles"
 BATCH = "batch"
 
 
 # --------------------------------------------------------------------------- meshes
-def default_mesh(axis_name: str = PARTICLES, devices=None) -> Mesh:
-    """A 1-d `Mesh` over `devices` (default: all devices of all processes, `jax.devices()`)."""
-    devices = jax.devices() if devices is None else list(devices)
-    return Mesh(np.asarray(devices), (axis_name,))
-
-
-def _axis(mesh: Mesh, axis_name: str | None) -> str:
-    if axis_name is None:
-        if len(mesh.axis_names) != 1:
-            raise ValueError(
-                f"`mesh` has axes {mesh.axis_names}; name the one to shard over (`axis_name`)."
-            )
-        return mesh.axis_names[0]
-    if axis_name not in mesh.axis_names:
-        raise ValueError(f"`axis_name`={axis_name!r} is not an axis of the mesh {mesh.axis_names}.")
-    return axis_name
-
-
-def _pad_to(x: Array, multiple: int, value) -> Array:
-    """Pad the leading axis of x up to a multiple of `multiple` with the constant `value`."""
-    pad = (-x.shape[0]) % multiple
-    if pad == 0:
-        return x
-    fill = jnp.broadcast_to(jnp.asarray(value, x.dtype), (pad,) + x.shape[1:])
-    return jnp.concatenate([x, fill], axis=0)
+_axis = mesh_axis
+_pad_to = pad_to
 
 
 def _pad_points(X: Float[Array, "n d"], multiple: int) -> Float[Array, "N d"]:
@@ -99,54 +84,6 @@ def _pad_points(X: Float[Array, "n d"], multiple: int) -> Float[Array, "N d"]:
 
 
 # --------------------------------------------------------------------------- (b) ring
-def combine_stats(
-    L1: Float[Array, " n"], Y1: Float[Array, "n e"], L2: Float[Array, " n"], Y2: Float[Array, "n e"]
-) -> tuple[Float[Array, " n"], Float[Array, "n e"]]:
-    """Merge the statistics of two disjoint key sets (online log-sum-exp).
-
-    L = log(e^{L1} + e^{L2}),  Y = e^{L1 - L} Y1 + e^{L2 - L} Y2.
-
-    A key set of zero total weight has L = -inf and contributes nothing (its Y, possibly
-    NaN from 0/0, is ignored); two such sets give L = -inf, Y = 0.
-    """
-    L = jnp.logaddexp(L1, L2)
-    ref = jnp.where(jnp.isfinite(L), L, 0.0)
-    a1 = jnp.where(jnp.isfinite(L1), jnp.exp(L1 - ref), 0.0)
-    a2 = jnp.where(jnp.isfinite(L2), jnp.exp(L2 - ref), 0.0)
-    Y1 = jnp.where(jnp.isfinite(L1)[:, None], Y1, 0.0)
-    Y2 = jnp.where(jnp.isfinite(L2)[:, None], Y2, 0.0)
-    return L, a1[:, None] * Y1 + a2[:, None] * Y2
-
-
-def _ring_stats_local(q, k, v, beta, log_w, axis_name: str, size: int, kernel: str):
-    """Per-device body of the ring: (L, Y) of the local queries against all key blocks.
-
-    Step 0 uses the local block; each of the size - 1 further steps passes the key,
-    value and log-weight blocks to the next device (r -> r + 1 mod size) with
-    `lax.ppermute` and merges the new block's statistics with `combine_stats`. When
-    `v is k` (self-attention, K = V = X) only one array travels.
-    """
-    same = v is k
-    perm = [(i, (i + 1) % size) for i in range(size)]
-    L, Y = combine_stats(*attention_stats(q, k, v, beta, log_w, kernel), *_empty(q, v))
-
-    def body(carry, _):
-        L, Y, k, v, w = carry
-        k = lax.ppermute(k, axis_name, perm)
-        v = k if same else lax.ppermute(v, axis_name, perm)
-        w = lax.ppermute(w, axis_name, perm)
-        L, Y = combine_stats(L, Y, *attention_stats(q, k, v, beta, w, kernel))
-        return (L, Y, k, v, w), None
-
-    (L, Y, *_), _ = lax.scan(body, (L, Y, k, v, log_w), None, length=size - 1)
-    return L, Y
-
-
-def _empty(q, v):
-    """Statistics of an empty key set: L = -inf, Y = 0."""
-    return jnp.full(q.shape[:1], -jnp.inf, q.dtype), jnp.zeros((q.shape[0], v.shape[1]), v.dtype)
-
-
 def ring_attention_stats(
     Q: Float[Array, "nq d"],
     K: Float[Array, "nk d"],
@@ -155,48 +92,28 @@ def ring_attention_stats(
     log_w: Float[Array, " nk"],
     mesh: Mesh | None = None,
     axis_name: str | None = None,
-    kernel: str = "auto",
-) -> tuple[Float[Array, " nq"], Float[Array, "nq e"]]:
-    """`attention_stats` with queries and keys sharded over `axis_name` of `mesh`.
+    kernel: AbstractKernel | str = "tiled",
+) -> Stats:
+    """`kernels.Ring(kernel, mesh, axis_name).stats(Q, K, V, beta, log_w)`: the statistics
+    with queries and keys sharded over `axis_name` of `mesh` (see `kernels.ring`).
 
-    L_i = log sum_j w_j exp(beta <q_i, k_j>),  Y_i = sum_j softmax_j(...) v_j, computed
-    as a ring: device r holds query rows Q_r and key blocks (K_r, V_r, log w_r) visit it
-    one after the other (ppermute), merged by the online log-sum-exp. Ragged sizes are
-    padded (queries with 0, keys with log-weight -inf) and the padding is dropped.
-    `kernel` is the single-device implementation used for each (query block, key block).
+    L_i = log sum_j w_j exp(beta <q_i, k_j>),  Y_i = sum_j softmax_j(...) v_j; ragged sizes
+    are padded (queries with 0, keys with log-weight -inf) and the padding is dropped.
+    `kernel` is the single-device kernel for each (query block, key block).
     """
-    mesh = default_mesh() if mesh is None else mesh
-    axis = _axis(mesh, axis_name)
-    beta = jnp.asarray(beta, jnp.result_type(Q, V))
-    return _ring_attention_stats(Q, K, V, beta, log_w, mesh, axis, kernel)
+    inner = kernel_from("tiled" if kernel == "auto" else kernel)
+    return Ring(inner, mesh, axis_name).stats(Q, K, V, beta, log_w)
 
 
-@functools.partial(jax.jit, static_argnums=(5, 6, 7))
-def _ring_attention_stats(Q, K, V, beta, log_w, mesh: Mesh, axis: str, kernel: str):
-    size = mesh.shape[axis]
-    Qp = _pad_to(Q, size, 0.0)
-    Kp, Vp = _pad_to(K, size, 0.0), _pad_to(V, size, 0.0)
-    Wp = _pad_to(log_w, size, -jnp.inf)
-    spec = P(axis)
-    fn = jax.shard_map(
-        functools.partial(_ring_stats_local, axis_name=axis, size=size, kernel=kernel),
-        mesh=mesh,
-        in_specs=(spec, spec, spec, P(), spec),
-        out_specs=(spec, spec),
-    )
-    L, Y = fn(Qp, Kp, Vp, beta, Wp)
-    return L[: Q.shape[0]], Y[: Q.shape[0]]
-
-
-def _local_velocity(model, X, m, axis_name: str, size: int):
-    """Velocity of the local rows X (n / p, d) of a particle-sharded system (inside shard_map)."""
-    dtype = X.dtype
-    Q = X if model.query_key is None else X @ model.query_key.astype(dtype)
-    beta = model.beta.astype(dtype)
-    L, Y = _ring_stats_local(
-        Q, X, X, beta, log_masses(m.astype(dtype)), axis_name, size, model.kernel
-    )
-    return model._velocity_from_stats(X, L, Y)
+def _ring_model(model, n: int, d: int, dtype, axis: str, size: int):
+    """The model with its kernel replaced by a local-mode Ring over `axis` (inside
+    shard_map): the inner kernel is the model's own (a Ring's inner one), "auto" resolved
+    for the (n / size)-sized blocks."""
+    kernel = model.kernel.inner if isinstance(model.kernel, Ring) else model.kernel
+    block = -(-n // size)
+    beta = float(model.beta) if is_concrete(model.beta) else None
+    inner = resolve_kernel(kernel, block, d, dtype=dtype, beta=beta, self_interaction=False)
+    return model.with_kernel(Ring(inner, axis_name=axis, local=True, size=size))
 
 
 def _shard_inputs(X, m, mesh: Mesh, axis: str):
@@ -210,9 +127,8 @@ def _shard_inputs(X, m, mesh: Mesh, axis: str):
 
 @eqx.filter_jit
 def _sharded_velocity(model, Xp, mp, mesh, axis):
-    size = mesh.shape[axis]
     fn = jax.shard_map(
-        lambda mdl, X, m: _local_velocity(mdl, X, m, axis, size),
+        lambda mdl, X, m: mdl._velocity(X, m),
         mesh=mesh,
         in_specs=(P(), P(axis), P(axis)),
         out_specs=P(axis),
@@ -236,16 +152,16 @@ def sharded_velocity(
     mesh = default_mesh() if mesh is None else mesh
     axis = _axis(mesh, axis_name)
     Xp, mp = _shard_inputs(X, m, mesh, axis)
+    model = _ring_model(model, *X.shape, X.dtype, axis, mesh.shape[axis])
     return _sharded_velocity(model, Xp, mp, mesh, axis)[: X.shape[0]]
 
 
 @eqx.filter_jit
 def _integrate_sharded_scan(model, Xp, mp, dt, steps, save_every, method, mesh, axis):
-    size = mesh.shape[axis]
     step = make_step(method)
 
     def local(model, X0, m, dt):
-        field = lambda X: _local_velocity(model, X, m, axis, size)
+        field = lambda X: model._velocity(X, m)
         inner = lambda X, _: (step(field, X, dt), None)
 
         def outer(X, _):
@@ -289,6 +205,7 @@ def integrate_sharded(
     mesh = default_mesh() if mesh is None else mesh
     axis = _axis(mesh, axis_name)
     Xp, mp = _shard_inputs(X0, m, mesh, axis)
+    model = _ring_model(model, *X0.shape, X0.dtype, axis, mesh.shape[axis])
     dt = jnp.asarray(dt, X0.dtype)
     traj = _integrate_sharded_scan(model, Xp, mp, dt, steps, save_every, method, mesh, axis)
     return Trajectory(traj.ts, traj.xs[:, : X0.shape[0]])

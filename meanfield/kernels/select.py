@@ -1,0 +1,152 @@
+"""`select_kernel`: the one "auto" policy, and `resolve_kernel` for every entry point.
+
+Selection table (n queries against nk keys in R^d; "pairs" = n nk, summed over the batch
+for the launch-size rules; the first matching row wins):
+
+| backend | dtype | problem | kernel |
+|---|---|---|---|
+| any | any | d in {2, 3}, self-interaction, concrete beta, n >= 16384 and n >= 16 (K+1) (S^1) or 8 (L+1)^2 (S^2) | `Spectral` (order rounded up to a power of two) |
+| any | float32 / float64 | self-interaction, concrete beta > -log(eps) (37 in float64, 16 in float32), n <= 4096 | `Centred` (relative precision of tiny forces) |
+| cpu | any | pairs <= 512^2 | `Dense` (broadcast scores for d <= 4) |
+| cpu | any | larger | `Tiled(512, 1024)` |
+| gpu / tpu | any | pairs <= 2^20, or a batch of systems with pairs <= 2^16 each | `Dense(scores="matmul")` (never the broadcast-sum form: it blows up XLA:GPU's compile) |
+| gpu | float16 / bfloat16 | larger | `Attention()` (cuDNN) |
+| gpu | float32, d, e <= 256 | larger | `Flash()` (Pallas / Triton) |
+| gpu / tpu | float64, or head size > 256, or TPU float32 | larger | `Tiled(4096, 4096)` |
+| tpu | float16 / bfloat16 | larger | `Attention()` (XLA) |
+
+float64 never goes to a kernel that cannot do it (Attention, Flash on a TPU). Every
+choice is a kernel instance whose repr says what it is.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax.numpy as jnp
+
+from .._validation import is_concrete
+from ._base import AbstractKernel, KernelError, default_backend, is_low_precision
+from ._harmonics import spectral_order
+from .attention import Attention
+from .centred import Centred
+from .dense import Dense
+from .flash import MAX_HEAD, Flash
+from .ring import Ring
+from .spectral import Spectral
+from .tiled import Tiled
+
+REGISTRY: dict[str, type[AbstractKernel]] = {
+    "dense": Dense,
+    "tiled": Tiled,
+    "centred": Centred,
+    "spectral": Spectral,
+    "attention": Attention,
+    "flash": Flash,
+    "ring": Ring,
+}
+
+CPU_DENSE_MAX_PAIRS = 512 * 512
+ACCELERATOR_DENSE_MAX_PAIRS = 1 << 20
+ACCELERATOR_BATCH_MAX_PAIRS = 1 << 16
+SPECTRAL_MIN_N = 16384
+CENTRED_MAX_N = 4096
+BACKENDS = ("cpu", "gpu", "tpu")
+
+
+def centred_beta_threshold(dtype) -> float:
+    """beta above which e^{-beta}-sized forces fall below the dtype's round-off floor."""
+    return -math.log(float(jnp.finfo(dtype).eps))
+
+
+def _spectral_choice(n: int, d: int, beta, tol: float) -> Spectral | None:
+    if d not in (2, 3) or n < SPECTRAL_MIN_N or beta is None or not is_concrete(beta):
+        return None
+    try:
+        order = spectral_order(float(beta), d, tol)
+    except ValueError:
+        return None
+    order = max(16, 1 << (order - 1).bit_length())  # nearby betas share one compilation
+    cost = 16 * (order + 1) if d == 2 else 8 * (order + 1) ** 2
+    return Spectral(tol, order) if n >= cost else None
+
+
+def select_kernel(
+    n: int,
+    d: int,
+    *,
+    dtype,
+    backend: str | None = None,
+    batch: int = 1,
+    nk: int | None = None,
+    e: int | None = None,
+    beta=None,
+    self_interaction: bool = False,
+    spectral_tol: float = 1e-12,
+) -> AbstractKernel:
+    """The kernel for n queries against nk keys (default n) in R^d, values in R^e.
+
+    **Arguments:**
+
+    - `n`, `d`: queries and dimension; `nk`, `e`: keys and value width (default n, d).
+    - `dtype`: the dtype of the points.
+    - `backend`: "cpu", "gpu" or "tpu" (default `jax.default_backend()`).
+    - `batch`: how many such problems run at once (an ensemble's systems).
+    - `beta`: the inverse temperature if known (concrete); enables Spectral and Centred.
+    - `self_interaction`: queries, keys and values are the same points on the sphere
+      (the velocity and energy of a particle system); Spectral and Centred need it.
+    - `spectral_tol`: error tolerance for a Spectral choice.
+
+    **Returns:** an `AbstractKernel` instance (see the table in the module docstring).
+    """
+    backend = default_backend() if backend is None else backend
+    if backend not in BACKENDS:
+        raise KernelError(f"`backend` must be one of {BACKENDS}; got {backend!r}.")
+    nk = n if nk is None else nk
+    e = d if e is None else e
+    dtype = jnp.dtype(dtype)
+    if self_interaction:
+        spectral = _spectral_choice(n, d, beta, spectral_tol)
+        if spectral is not None:
+            return spectral
+        if (
+            not is_low_precision(dtype)
+            and beta is not None
+            and is_concrete(beta)
+            and float(beta) > centred_beta_threshold(dtype)
+            and n <= CENTRED_MAX_N
+        ):
+            return Centred()
+    pairs = n * nk
+    if backend == "cpu":
+        return Dense() if pairs <= CPU_DENSE_MAX_PAIRS else Tiled()
+    if pairs <= ACCELERATOR_DENSE_MAX_PAIRS or (
+        batch > 1 and pairs <= ACCELERATOR_BATCH_MAX_PAIRS
+    ):
+        return Dense(scores="matmul")
+    if is_low_precision(dtype):
+        return Attention("cudnn" if backend == "gpu" else "xla")
+    if backend == "gpu" and dtype == jnp.float32 and max(d, e) <= MAX_HEAD:
+        return Flash(block_q=64, block_k=64, interpret=False)
+    return Tiled(4096, 4096)
+
+
+def kernel_from(kernel) -> AbstractKernel | str:
+    """A kernel instance from an instance, a REGISTRY name, or "auto" (kept as "auto")."""
+    if isinstance(kernel, AbstractKernel) or kernel == "auto":
+        return kernel
+    if isinstance(kernel, str) and kernel in REGISTRY:
+        return REGISTRY[kernel]()
+    raise KernelError(
+        f"`kernel` must be 'auto', a kernel instance or one of {tuple(REGISTRY)}; got {kernel!r}."
+    )
+
+
+def resolve_kernel(kernel, n: int, d: int, *, dtype, beta=None, batch: int = 1, **select_kw):
+    """The concrete, checked kernel an entry point runs: "auto" goes to `select_kernel`,
+    a name to its REGISTRY class, and the instance is `prepare`d (checked, with any
+    beta- or size-dependent choice fixed). Call it once, outside jit."""
+    kernel = kernel_from(kernel)
+    if kernel == "auto":
+        kernel = select_kernel(n, d, dtype=dtype, beta=beta, batch=batch, **select_kw)
+    return kernel.prepare(n, d, dtype, beta=beta)
