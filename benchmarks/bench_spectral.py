@@ -69,7 +69,7 @@ def main():
                 beta, sign=1, kernel="spectral", spectral_tol=args.tol, rescaled_time=True
             )
             tiled = mf.MeanField(beta, sign=1, kernel="tiled", rescaled_time=True)
-            order = spectral.spectral_orders[d - 2]
+            order = spectral.select(1, d).order
             for n in ns:
                 X = mf.uniform_sphere(jax.random.PRNGKey(0), n, d, dtype=jnp.float32)
                 t_spec = time_step(spectral, X, args.repeats)

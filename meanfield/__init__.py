@@ -43,7 +43,6 @@ from ._sharding import (
     shard_ensemble,
     sharded_velocity,
 )
-from .kernels import spectral_error_bound, spectral_order
 from ._sphere import (
     angles_to_circle,
     circle_angles,
@@ -81,6 +80,7 @@ from ._temperature import (
     softmax_probs,
     sorted_gaps,
 )
+from .kernels import spectral_error_bound, spectral_order
 
 __version__ = "0.1.0"
 

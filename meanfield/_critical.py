@@ -157,7 +157,7 @@ def stationarity_residual(model, X: Float[Array, "n d"], m=None, *, field: str =
     """
     if field == "model":
         X, m = model.check_inputs(X, m)
-        v = model._velocity(X, m)
+        v = model.resolve_kernel(*X.shape, dtype=X.dtype)._velocity(X, m)
         return jnp.max(jnp.where(m > 0, jnp.linalg.norm(v, axis=1), 0.0))
     if field != "energy":
         raise ValueError(f"`field` must be 'energy' or 'model'; got {field!r}.")

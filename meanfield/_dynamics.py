@@ -165,13 +165,15 @@ class MeanField(eqx.Module):
         if isinstance(kernel, Spectral):
             if attention == "general":
                 raise ValueError("kernel='spectral' supports attention='usa' and 'sa' only.")
-            if kernel.order is None:
+            if kernel.order is None and kernel.at_beta is None:
                 if not is_concrete(beta):
                     raise ValueError(
                         "kernel='spectral' with a traced beta needs an explicit `spectral_order`."
                     )
+                # The order is chosen for this beta (a sweep builds the model at its largest).
+                kernel = Spectral(kernel.tol, None, float(beta))
                 for d in kernel.dims:  # raises now if the order exceeds the budget
-                    kernel.prepare(1, d, jnp.float64, beta=float(beta))
+                    kernel.prepare(1, d, jnp.float64)
         self.beta = _as_float(beta)
         self.sign = _as_float(sign)
         self.attention = attention
@@ -259,16 +261,16 @@ class MeanField(eqx.Module):
 
     def check_representable(self, dtype):
         """Raise if e^{beta} (the USA velocity scale) overflows `dtype` and nothing rescales it."""
-        if self.unnormalised and not (self.rescaled_time or self.shift_kernel):
-            if is_concrete(self.beta):
-                limit = max_exponent(dtype)
-                if float(self.beta) > limit:
-                    raise ValueError(
-                        f"`beta`={float(self.beta):.4g} makes exp(beta) overflow "
-                        f"{jnp.dtype(dtype)} (limit beta < {limit:.1f}). Use rescaled_time=True "
-                        "(same trajectories, clock rescaled by e^beta)"
-                        + (" or float64." if jnp.dtype(dtype) != jnp.float64 else ".")
-                    )
+        rescaled = self.rescaled_time or self.shift_kernel
+        if self.unnormalised and not rescaled and is_concrete(self.beta):
+            limit = max_exponent(dtype)
+            if float(self.beta) > limit:
+                raise ValueError(
+                    f"`beta`={float(self.beta):.4g} makes exp(beta) overflow "
+                    f"{jnp.dtype(dtype)} (limit beta < {limit:.1f}). Use rescaled_time=True "
+                    "(same trajectories, clock rescaled by e^beta)"
+                    + (" or float64." if jnp.dtype(dtype) != jnp.float64 else ".")
+                )
 
     def max_log_speed(self, dtype) -> float | None:
         """An upper bound of log max_i |dx_i/dt| from the interaction (None if beta is

@@ -30,9 +30,16 @@ from .kernels import max_exponent
 
 METHODS = ("euler", "rk4", "geodesic")
 _BLOWUP = (
-    "The integration produced NaN or inf: exp(beta) overflowed or dt is far too large. "
+    "The integration produced NaN or inf (or left the sphere): exp(beta) overflowed or dt is "
+    "far too large. "
     "Use rescaled_time=True for large beta, float64, or a smaller dt."
 )
+
+
+def _blew_up(xs):
+    """NaN / inf anywhere, or a row off the sphere (an overflowed |x + dt v| retracts to 0)."""
+    norms = jnp.linalg.norm(xs, axis=-1)
+    return ~jnp.all(jnp.isfinite(xs)) | jnp.any(jnp.abs(norms - 1) > 0.5)
 
 
 class Trajectory(eqx.Module):
@@ -93,7 +100,7 @@ def _integrate_scan(model, X0, m, dt, steps: int, save_every: int, method: str):
 
     _, xs = lax.scan(outer, X0, None, length=steps // save_every)
     xs = jnp.concatenate([X0[None], xs], axis=0)
-    xs = eqx.error_if(xs, ~jnp.all(jnp.isfinite(xs)), _BLOWUP)
+    xs = eqx.error_if(xs, _blew_up(xs), _BLOWUP)
     ts = dt * save_every * jnp.arange(xs.shape[0], dtype=X0.dtype)
     return Trajectory(ts, xs)
 
@@ -177,7 +184,7 @@ def _integrate_while(model, X0, m, dt, max_steps, tol, method: str, check_every:
         return X, k + check_every, max_speed(X)
 
     X, k, speed = lax.while_loop(cond, body, (X0, jnp.asarray(0), max_speed(X0)))
-    X = eqx.error_if(X, ~jnp.all(jnp.isfinite(X)), _BLOWUP)
+    X = eqx.error_if(X, _blew_up(X), _BLOWUP)
     return StopResult(X, k, k * dt, speed, speed <= tol)
 
 

@@ -129,6 +129,8 @@ def run_dimension(
     B = jnp.repeat(jnp.asarray(betas, X0.dtype), seeds)
     X0s = jnp.tile(X0, (nb, 1, 1))
     dtype = X0.dtype
+    resolved = with_beta(model, max(betas)).resolve_kernel(n, d, dtype=dtype, batch=nb * seeds)
+    model = with_beta(resolved, 1.0)
     out = _run_batch(
         model,
         X0s,

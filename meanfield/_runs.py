@@ -53,6 +53,10 @@ from typing import Any
 
 import numpy as np
 
+from .kernels import REGISTRY as _KERNELS
+
+KERNEL_NAMES = tuple(_KERNELS)
+
 FORMAT = "meanfield-run"
 VERSION = 1
 
@@ -114,7 +118,10 @@ def _model_options(**defaults) -> dict[str, Option]:
         ),
         "rescaled_time": Option("bool", False, "velocity times e^{-beta} (large beta)"),
         "kernel": Option(
-            "str", "auto", "pairwise-sum implementation", choices=("auto", "dense", "tiled")
+            "str",
+            "auto",
+            "pairwise-sum kernel (auto: meanfield.kernels.select_kernel)",
+            choices=("auto", *KERNEL_NAMES),
         ),
     }
 
@@ -356,8 +363,14 @@ def _check_combinations(command: str, cfg: dict) -> None:
                 f"the saved states would take {mb:.0f} MB > max_trajectory_mb="
                 f"{cfg['max_trajectory_mb']:g}; {hint} (never truncated silently)"
             )
-    if cfg.get("kernel") in ("spectral",) and cfg.get("d") not in (2, 3):
-        raise ConfigError("kernel=spectral needs d = 2 or 3")
+    if cfg.get("kernel", "auto") != "auto" and "d" in cfg:
+        from .kernels import KernelError
+
+        dtype = "float64" if cfg.get("x64") else "float32"
+        try:
+            _KERNELS[cfg["kernel"]]().check(cfg.get("n", 2), cfg["d"], dtype)
+        except KernelError as err:
+            raise ConfigError(f"kernel={cfg['kernel']}: {err}") from None
     if command == "temperature":
         for spec in cfg["families"]:
             parse_family(spec)

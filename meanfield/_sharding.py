@@ -67,7 +67,7 @@ from .kernels import (  # noqa: F401  (combine_stats, default_mesh: re-exported)
     kernel_from,
     resolve_kernel,
 )
-from .kernels.ring import PARTICLES, mesh_axis, pad_to
+from .kernels.ring import mesh_axis, pad_to
 
 BATCH = "batch"
 
@@ -132,6 +132,7 @@ def _sharded_velocity(model, Xp, mp, mesh, axis):
         mesh=mesh,
         in_specs=(P(), P(axis), P(axis)),
         out_specs=P(axis),
+        check_vma=False,
     )
     return fn(model, Xp, mp)
 
@@ -176,6 +177,7 @@ def _integrate_sharded_scan(model, Xp, mp, dt, steps, save_every, method, mesh, 
         mesh=mesh,
         in_specs=(P(), P(axis), P(axis), P()),
         out_specs=P(None, axis),
+        check_vma=False,
     )
     xs = fn(model, Xp, mp, dt)
     ts = dt * save_every * jnp.arange(xs.shape[0], dtype=Xp.dtype)

@@ -26,3 +26,12 @@ def energy(X, m, beta, sign=1.0, potential=None):
     if potential is not None:
         F += 0.5 * np.sum(m * potential)
     return F
+
+
+def attention_stats(Q, K, V, beta, log_w):
+    """(L, Y): L_i = log sum_j w_j e^{beta <q_i, k_j>}, Y_i = the softmax mean of v_j."""
+    S = beta * Q @ K.T + log_w[None, :]
+    M = S.max(axis=1, keepdims=True)
+    P = np.exp(S - M)
+    total = P.sum(axis=1)
+    return M[:, 0] + np.log(total), (P @ V) / total[:, None]

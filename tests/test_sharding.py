@@ -27,7 +27,7 @@ EIGHT_DEVICES = textwrap.dedent(
     import json
     import jax, jax.numpy as jnp, jax.random as jr, numpy as np
     import meanfield as mf
-    from meanfield._kernels import attention_stats_dense, log_masses
+    from meanfield.kernels import Dense, log_masses
     from meanfield._sharding import (
         default_mesh, integrate_sharded, ring_attention_stats, shard_ensemble,
         sharded_velocity,
@@ -52,7 +52,7 @@ EIGHT_DEVICES = textwrap.dedent(
     V = jr.normal(jr.fold_in(key, 4), (n, 5))
     for beta in (0.5, 200.0):
         L, Y = ring_attention_stats(Q, X, V, beta, log_masses(m))
-        L0, Y0 = attention_stats_dense(Q, X, V, beta, log_masses(m))
+        L0, Y0 = Dense().stats(Q, X, V, beta, log_masses(m))
         out[f"ring_stats_L_{beta}"] = rel(L, L0)
         out[f"ring_stats_Y_{beta}"] = rel(Y, Y0)
 

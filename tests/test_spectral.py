@@ -7,7 +7,7 @@ import pytest
 from scipy.special import ive
 
 import meanfield as mf
-from meanfield._spectral import (
+from meanfield.kernels._harmonics import (
     _sphere_field_and_grad,
     circle_bessel,
     error_bound,
@@ -74,7 +74,7 @@ def test_model_with_spectral_kernel_matches_dense(getkey, d, attention, beta):
     p = mf.Perceptron.random(getkey(), d, activation="gelu")
     spec = mf.MeanField(beta, sign=-1, attention=attention, perceptron=p, kernel="spectral")
     dense = mf.MeanField(beta, sign=-1, attention=attention, perceptron=p, kernel="dense")
-    bound = error_bound(beta, d, spec.spectral_orders[d - 2]) + ROUNDING_FLOOR
+    bound = error_bound(beta, d, spec.select(120, d).order) + ROUNDING_FLOOR
     v_err = np.abs(np.asarray(spec.velocity(X, m) - dense.velocity(X, m))).max(axis=1)
     if attention == "usa":
         assert np.all(v_err <= bound * np.exp(beta))
@@ -128,14 +128,15 @@ def test_beta_sweep_with_traced_beta(getkey):
 def test_auto_picks_spectral_only_when_it_pays():
     model = mf.MeanField(10.0, attention="sa")
     resolved = model.resolve_kernel(100_000, 2)
-    assert resolved.kernel == "spectral"
-    assert resolved.spectral_orders[0] >= spectral_order(10.0, 2, model.spectral_tol)
-    assert model.resolve_kernel(1_000, 2).kernel == "auto"
-    assert model.resolve_kernel(100_000, 5).kernel == "auto"
-    assert model.resolve_kernel(100_000, 3).kernel == "spectral"
-    assert mf.MeanField(10.0, kernel="dense").resolve_kernel(100_000, 2).kernel == "dense"
+    assert isinstance(resolved.kernel, mf.kernels.Spectral)
+    assert resolved.kernel.order >= spectral_order(10.0, 2, model.spectral_tol)
+    assert not isinstance(model.resolve_kernel(1_000, 2).kernel, mf.kernels.Spectral)
+    assert not isinstance(model.resolve_kernel(100_000, 5).kernel, mf.kernels.Spectral)
+    assert isinstance(model.resolve_kernel(100_000, 3).kernel, mf.kernels.Spectral)
+    dense = mf.MeanField(10.0, kernel="dense").resolve_kernel(100_000, 2)
+    assert dense.kernel == mf.kernels.Dense()
     # Nearby betas share the rounded order, hence one compiled program.
-    orders = {mf.MeanField(b).resolve_kernel(100_000, 2).spectral_orders for b in (3.0, 5.0, 8.0)}
+    orders = {mf.MeanField(b).resolve_kernel(100_000, 2).kernel.order for b in (3.0, 5.0, 8.0)}
     assert len(orders) == 1
 
 
@@ -144,7 +145,7 @@ def test_bad_spectral_input(getkey):
         mf.MeanField(1.0, kernel="spectral", spectral_tol=0.0)
     with pytest.raises(ValueError, match="spectral_tol"):
         mf.MeanField(1.0, kernel="spectral", spectral_tol=-1e-3)
-    with pytest.raises(ValueError, match="d = 2 or 3"):
+    with pytest.raises(ValueError, match=r"d in \(2, 3\)"):
         mf.MeanField(1.0, kernel="spectral").velocity(mf.uniform_sphere(getkey(), 5, 4))
     with pytest.raises(ValueError, match="memory budget"):
         mf.MeanField(1e9, kernel="spectral", rescaled_time=True)

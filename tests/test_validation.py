@@ -1,5 +1,6 @@
 """Bad input gets a clear error naming the argument, before any long computation."""
 
+import equinox as eqx
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
@@ -118,9 +119,24 @@ def test_nan_inside_jit_is_a_runtime_error(X):
         eqx.filter_jit(model.velocity)(bad)
 
 
+@pytest.mark.parametrize("beta, dt", [(88.0, 1.0), (80.0, 1e-3)])
+def test_step_overflow_is_refused_before_compiling(getkey, beta, dt):
+    # float32: e^beta still fits, but |x + dt v|^2 overflows in the retraction, so the first
+    # Euler step would produce NaN; the limit is beta < 44.4 - log(dt).
+    X = mf.uniform_sphere(getkey(), 128, 3, dtype=jnp.float32)
+    limit = 0.5 * np.log(np.finfo(np.float32).max) - np.log(dt)
+    with pytest.raises(ValueError, match=f"limit beta < {limit:.1f} for this dt") as err:
+        mf.integrate(mf.MeanField(beta, attention="usa"), X, dt=dt, steps=5)
+    assert "\n" not in str(err.value)
+    # just below the limit the run is finite
+    traj = mf.integrate(mf.MeanField(limit - 1.0, attention="usa"), X, dt=dt, steps=5)
+    assert np.all(np.isfinite(np.asarray(traj.final)))
+
+
 def test_blow_up_during_integration_is_an_error_not_a_silent_nan(getkey):
-    # float32 with beta = 88: e^beta ~ 1.6e38 still fits, but |x + dt v|^2 overflows, so
-    # the first Euler step would silently produce NaN without the check.
-    X = mf.uniform_sphere(getkey(), 8, 3, dtype=jnp.float32)
+    # A traced beta cannot be checked up front: the integration output check catches it.
+    # (float32, 128 points on S^2, beta = 80, dt = 1e-3: |x + dt v|^2 overflows)
+    X = mf.uniform_sphere(getkey(), 128, 3, dtype=jnp.float32)
+    run = eqx.filter_jit(lambda b: mf.integrate(mf.MeanField(b), X, dt=1e-3, steps=5).xs)
     with pytest.raises(Exception, match="NaN or inf"):
-        mf.integrate(mf.MeanField(88.0, sign=1), X, dt=1.0, steps=5)
+        run(jnp.float32(80.0)).block_until_ready()

@@ -195,10 +195,14 @@ def _stats_extra_key(Q, K, V, beta, log_w, implementation: str, precision):
     acc = accumulation_dtype(dtype)
     H = _head_width(d, e, implementation)
     beta = jnp.asarray(beta, acc)
-    c = beta * jnp.linalg.norm(Q.astype(acc), axis=1) * jnp.max(
-        jnp.linalg.norm(K.astype(acc), axis=1)
+    c = (
+        beta
+        * jnp.linalg.norm(Q.astype(acc), axis=1)
+        * jnp.max(jnp.linalg.norm(K.astype(acc), axis=1))
     )
-    c = (c + jax.nn.logsumexp(log_w.astype(acc))).astype(dtype)  # the value the kernel sees
+    log_total = jax.nn.logsumexp(log_w.astype(acc))
+    log_total = jnp.where(jnp.isfinite(log_total), log_total, 0.0)  # no keys: L = -inf below
+    c = (c + log_total).astype(dtype)  # the value the kernel sees
     ones_q, ones_k = jnp.ones((nq, 1), dtype), jnp.ones((K.shape[0], 1), dtype)
     qs = (beta * Q.astype(acc)).astype(dtype)
     q = _pad_cols(jnp.concatenate([qs, ones_q, c[:, None]], axis=1), H)

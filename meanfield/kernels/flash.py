@@ -106,11 +106,16 @@ class Flash(AbstractKernel):
         lw = jnp.maximum(log_w.astype(acc), mask)
         lw = pad_rows(lw, block_k, value=mask)
         config = _Config(
-            block_q, block_k, self._interpret(), self.precision, mask, self.num_warps,
+            block_q,
+            block_k,
+            self._interpret(),
+            self.precision,
+            mask,
+            self.num_warps,
             self.num_stages,
         )
         L, Y = _flash(config, qs, k, v, lw)
-        L = jnp.where(L > 0.5 * mask, L, -jnp.inf)[:nq]
+        L = jnp.where(0.5 * mask < L, L, -jnp.inf)[:nq]
         return Stats(L, Y[:nq, :e].astype(dtype))
 
 

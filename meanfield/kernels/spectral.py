@@ -34,7 +34,10 @@ class Spectral(AbstractKernel):
 
     - `tol`: error tolerance relative to e^beta (floor about 1e-13 in float64).
     - `order`: truncation order K (circle) / degree L (S^2); None: the smallest order
-      meeting `tol`, fixed by `prepare` from a concrete beta.
+      meeting `tol`, fixed by `prepare` for the dimension.
+    - `at_beta`: the inverse temperature the order is chosen for when `order` is None
+      (default: the concrete beta passed to `prepare`); set it to the largest beta of a
+      sweep so that a traced beta works.
     """
 
     name: ClassVar[str] = "spectral"
@@ -43,6 +46,7 @@ class Spectral(AbstractKernel):
     exact: ClassVar[bool] = False
     tol: float = 1e-12
     order: int | None = None
+    at_beta: float | None = None
 
     def __check_init__(self):
         if not (isinstance(self.tol, float | int) and self.tol > 0 and self.tol < float("inf")):
@@ -56,10 +60,12 @@ class Spectral(AbstractKernel):
         self.check(nq, d, dtype, nk=nk)
         if self.order is not None:
             return self
+        if self.at_beta is not None:
+            beta = self.at_beta
         if beta is None or not is_concrete(beta):
             raise KernelError(
-                f"{self!r} with a traced beta needs an explicit `order` (choose it for the "
-                "largest beta of the sweep: meanfield.spectral_order(beta, d, tol))."
+                f"{self!r} with a traced beta needs an explicit `order` or `at_beta` (choose "
+                "it for the largest beta of the sweep: meanfield.spectral_order(beta, d, tol))."
             )
         return Spectral(self.tol, spectral_order(float(beta), d, self.tol))
 
