@@ -4,8 +4,8 @@
   interpreter whose peak resident memory (ru_maxrss) stays under 1.5 GB; the dense score
   matrix alone would be 30,000^2 * 8 B = 7.2 GB.
 - Model level (tiled, ragged n against the 512 x 1024 blocks): tiled == dense for USA and
-  SA, both signs, masses with zeros, beta up to 200 with rescaled time (the raw statistics at small blocks
-  are in tests/kernels/test_contract.py).
+  SA, both signs, masses with zeros, beta up to 200 with rescaled time (the raw
+  statistics at small blocks are in tests/kernels/test_contract.py).
 """
 
 import json
