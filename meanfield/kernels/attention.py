@@ -154,14 +154,17 @@ def _attention(q, k, v, implementation: str, precision, return_residual: bool = 
     """softmax(q k^T) v for 2-d (T, H), (S, H), (S, H) inputs; scale 1, one head."""
     if implementation == "reference":
         return _reference_attention(q, k, v, precision, return_residual)
-    out = jax.nn.dot_product_attention(
-        q[None, :, None, :],
-        k[None, :, None, :],
-        v[None, :, None, :],
-        scale=1.0,
-        implementation=implementation,
-        return_residual=return_residual,
-    )
+    # XLA's implementation is einsums at the default precision (TF32 on recent GPUs):
+    # the kernel's precision field decides instead.
+    with jax.default_matmul_precision(precision if precision != "default" else None):
+        out = jax.nn.dot_product_attention(
+            q[None, :, None, :],
+            k[None, :, None, :],
+            v[None, :, None, :],
+            scale=1.0,
+            implementation=implementation,
+            return_residual=return_residual,
+        )
     if return_residual:
         avg, L = out
         return avg[0, :, 0, :], L[0, :, 0]

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from .._validation import is_concrete
-from ._base import AbstractKernel, KernelError, Stats
+from ._base import AbstractKernel, KernelError, Stats, is_low_precision
 from ._harmonics import spectral_log_interaction, spectral_order, spectral_sums
 
 
@@ -55,6 +55,14 @@ class Spectral(AbstractKernel):
             isinstance(self.order, bool) or not isinstance(self.order, int) or self.order < 1
         ):
             raise KernelError(f"`spectral_order` must be a positive integer; got {self.order!r}.")
+
+    def check(self, nq, d, dtype, *, nk=None, e=None):
+        super().check(nq, d, dtype, nk=nk, e=e)
+        if is_low_precision(dtype):
+            raise KernelError(
+                f"{self!r} needs float32 or float64 points (its Bessel and harmonic "
+                f"recurrences lose all accuracy in {jnp.dtype(dtype)})."
+            )
 
     def prepare(self, nq, d, dtype, *, beta=None, nk=None):
         self.check(nq, d, dtype, nk=nk)
