@@ -41,6 +41,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import functools
+import hashlib
 import json
 import math
 import os
@@ -52,6 +53,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ._runfolder import RunFolderError, RunLock, RunWriter, fault, recover
 
 FORMAT = "meanfield-run"
 VERSION = 1
@@ -368,7 +371,7 @@ def _check_combinations(command: str, cfg: dict) -> None:
 
 def parse_family(spec: str) -> tuple[str, dict]:
     """'weibull:p=3,sigma=2' -> ('weibull', {'p': 3.0, 'sigma': 2.0}), checked."""
-    from ._temperature import FAMILIES
+    from ._temperature import FAMILIES, _family_params
 
     name, _, rest = spec.partition(":")
     name = name.strip()
@@ -387,6 +390,12 @@ def parse_family(spec: str) -> tuple[str, dict]:
             params[key] = int(val) if key == "d" else float(val)
         except ValueError:
             raise ConfigError(f"families: {name}:{key} must be a number; got {val!r}") from None
+        if not math.isfinite(params[key]):
+            raise ConfigError(f"families: {name}:{key} must be finite; got {val!r}")
+    try:  # the family's own range checks (p > 0, |rho| < 1, ...), before anything runs
+        _family_params(name, params)
+    except ValueError as err:
+        raise ConfigError(f"families: {spec}: {err}") from None
     return name, params
 
 
@@ -447,8 +456,9 @@ class Progress:
 @dataclasses.dataclass
 class Run:
     """A saved run: `path`, `command`, `config` (resolved), `environment`, `arrays` (dict
-    of NumPy arrays), `results` (dict). `run["xs"]` reads an array; `run.trajectory` is the
-    saved `Trajectory` of a simulate run."""
+    of NumPy arrays), `results` (dict), `rerunnable` (False for runs saved from Python by
+    `save_run`). `run["xs"]` reads an array; `run.trajectory` is the saved `Trajectory`
+    (runs with arrays `ts` and `xs`)."""
 
     path: Path
     command: str
@@ -456,6 +466,7 @@ class Run:
     environment: dict
     arrays: dict
     results: dict
+    rerunnable: bool = True
 
     def __getitem__(self, name: str) -> np.ndarray:
         return self.arrays[name]
@@ -488,67 +499,266 @@ def _jsonable(x):
     return x
 
 
-def save_run(
-    out, command: str, config: dict, arrays: dict, results: dict, environment: dict
+def _file_entry(path: Path, digest: bool) -> dict:
+    entry = {"bytes": path.stat().st_size}
+    if digest:
+        entry["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return entry
+
+
+def write_run_files(
+    folder,
+    command: str,
+    config: dict,
+    arrays: dict,
+    results: dict,
+    environment: dict,
+    *,
+    rerunnable: bool = True,
 ) -> Path:
-    """Write config.json, arrays.npz and results.json into `out` (see the module doc)."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    """Write arrays.npz, results.json and, last, config.json (with the manifest of the
+    other two) into `folder`, which must be private to the caller (a `RunWriter` staging
+    folder): this does not make the write atomic, `RunWriter.commit` does."""
+    folder = Path(folder)
+    arrays_path = folder / "arrays.npz"
+    np.savez_compressed(arrays_path, **{k: np.asarray(v) for k, v in arrays.items()})
+    fault("save-arrays")
+    results_path = folder / "results.json"
+    results_path.write_text(json.dumps(_jsonable(results), indent=2) + "\n")
+    fault("save-results")
     meta = {
         "format": FORMAT,
         "version": VERSION,
         "command": command,
+        "rerunnable": bool(rerunnable),
         "config": _jsonable(config),
         "environment": _jsonable(environment),
+        "files": {
+            "arrays.npz": _file_entry(arrays_path, digest=False),
+            "results.json": _file_entry(results_path, digest=True),
+        },
     }
-    (out / "config.json").write_text(json.dumps(meta, indent=2) + "\n")
-    np.savez_compressed(out / "arrays.npz", **{k: np.asarray(v) for k, v in arrays.items()})
-    (out / "results.json").write_text(json.dumps(_jsonable(results), indent=2) + "\n")
-    return out
+    (folder / "config.json").write_text(json.dumps(meta, indent=2) + "\n")
+    fault("save-config")
+    return folder
+
+
+def _python_environment(arrays: dict, config: dict) -> dict:
+    import jax
+
+    floats = [np.asarray(v).dtype for v in arrays.values() if np.asarray(v).dtype.kind == "f"]
+    x64 = bool(jax.config.jax_enable_x64)
+    env = environment(jax.devices()[0], {"x64": x64, "seed": config.get("seed")})
+    env["dtype"] = str(floats[0]) if floats else env["dtype"]
+    return env
+
+
+def save_run(
+    folder,
+    arrays=None,
+    results: dict | None = None,
+    *,
+    config: dict | None = None,
+    figures: dict | None = None,
+    command: str = "python",
+    overwrite: bool = False,
+) -> Run:
+    """Save results computed in Python as a run folder, the counterpart of `load_run`.
+
+    The folder gets the same files as a `meanfield` command's run (config.json,
+    arrays.npz, results.json, figures), written into a staging sibling and moved into
+    place atomically, under the folder's lock. Its config.json records
+    `"rerunnable": false`: `meanfield rerun` refuses it (it has no workflow to re-execute),
+    while `load_run`, `compare_runs` and the figures work as for any run.
+
+    **Arguments:**
+
+    - `folder`: the run folder to create. An existing, non-empty folder is refused
+      (`ValueError`) unless `overwrite=True`, which replaces it as a whole (only a folder
+      that is a run or empty: never an arbitrary folder).
+    - `arrays`: a dict of name -> array (NumPy or JAX; saved losslessly), or a
+      `Trajectory` (saved as `ts`, `xs`, so `load_run(folder).trajectory` gives it back).
+    - `results`: a JSON-able dict of the run's numbers (NumPy / JAX scalars and arrays are
+      converted).
+    - `config`: a JSON-able dict of the parameters that produced the run (free form),
+      stored as the run's `config`.
+    - `figures`: a dict of file name -> matplotlib Figure, saved into the folder (PNG,
+      PDF or SVG by the name's suffix) and listed in `results["files"]`.
+    - `command`: the label stored as the run's command (default "python").
+    - `overwrite`: replace an existing run folder.
+
+    **Returns:**
+
+    The saved run, read back with `load_run`.
+    """
+    from ._integrate import Trajectory
+
+    if isinstance(arrays, Trajectory):
+        arrays = {"ts": arrays.ts, "xs": arrays.xs}
+    arrays = {} if arrays is None else arrays
+    if not isinstance(arrays, dict) or not all(isinstance(k, str) for k in arrays):
+        raise TypeError("`arrays` must be a dict of name -> array or a Trajectory")
+    arrays = {k: np.asarray(v) for k, v in arrays.items()}
+    for k, v in arrays.items():
+        if v.dtype == object:
+            raise TypeError(f"`arrays[{k!r}]` is not a numeric array (dtype object)")
+    results = dict(results or {})
+    config = dict(config or {})
+    if command in WORKFLOWS or command in ("demo", "rerun", "resume"):
+        raise ValueError(f"`command`={command!r} is a meanfield command; use another label")
+    json.dumps(_jsonable(results)), json.dumps(_jsonable(config))  # fail before writing
+    figures = dict(figures or {})
+    with RunWriter(folder, overwrite=overwrite, flag="overwrite=True") as writer:
+        if figures:
+            from . import plot
+
+            names = []
+            for name, fig in figures.items():
+                plot.save(fig, writer.path / name)
+                names.append(name)
+            results["files"] = list(results.get("files", [])) + names
+        env = _python_environment(arrays, config)
+        write_run_files(writer.path, command, config, arrays, results, env, rerunnable=False)
+        writer.commit()
+    return load_run(folder)
+
+
+def _read_json(path: Path, what: str):
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RunFolderError(f"{path}: missing ({what})") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise RunFolderError(f"{path}: cannot read ({err})") from None
+    try:
+        return json.loads(text)
+    except ValueError as err:
+        raise RunFolderError(f"{path}: corrupt or truncated JSON ({err})") from None
+
+
+def _check_manifest(path: Path, name: str, entry) -> None:
+    if not isinstance(entry, dict):
+        return
+    size = path.stat().st_size
+    if "bytes" in entry and size != entry["bytes"]:
+        raise RunFolderError(
+            f"{path}: {size} bytes, config.json says {entry['bytes']} (the folder mixes "
+            "files of different runs, or the file was truncated or modified)"
+        )
+    if "sha256" in entry and hashlib.sha256(path.read_bytes()).hexdigest() != entry["sha256"]:
+        raise RunFolderError(
+            f"{path}: contents differ from config.json's checksum (the folder mixes files "
+            "of different runs, or the file was modified)"
+        )
 
 
 def load_run(path) -> Run:
-    """Read a run folder written by the `meanfield` command (or `save_run`)."""
+    """Read a run folder written by the `meanfield` command or by `save_run`.
+
+    **Arguments:**
+
+    - `path`: the run folder.
+
+    **Returns:**
+
+    A `Run` (`.config`, `.environment`, `.results`, `.arrays`; `run["xs"]`,
+    `run.trajectory`). Every file is checked first: a missing folder or file, truncated
+    JSON, a corrupt arrays.npz (bad zip, bad CRC) or a file that does not match the
+    config.json manifest raises a `ValueError` naming the file.
+    """
     path = Path(path)
+    if not path.exists() and not RunLock(path).busy():
+        recover(path)  # an --overwrite swap interrupted between its two renames
+    if not path.exists():
+        raise RunFolderError(f"{path}: no such run folder")
+    if not path.is_dir():
+        raise RunFolderError(f"{path}: not a folder")
     cfg_path = path / "config.json"
     if not cfg_path.is_file():
-        raise ValueError(f"{path}: not a saved run (no config.json)")
-    meta = json.loads(cfg_path.read_text())
-    if meta.get("format") != FORMAT:
-        raise ValueError(f"{cfg_path}: not a meanfield run config (format {meta.get('format')!r})")
-    if meta.get("version", 0) > VERSION:
-        raise ValueError(f"{cfg_path}: format version {meta['version']} is newer than {VERSION}")
-    arrays = {}
-    if (path / "arrays.npz").is_file():
-        with np.load(path / "arrays.npz") as data:
+        raise RunFolderError(f"{path}: not a saved run (no config.json)")
+    meta = _read_json(cfg_path, "config")
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        got = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise RunFolderError(f"{cfg_path}: not a meanfield run config (format {got!r})")
+    version = meta.get("version", 0)
+    if not isinstance(version, int) or version > VERSION:
+        raise RunFolderError(f"{cfg_path}: format version {version!r} is newer than {VERSION}")
+    for key, kind in (("command", str), ("config", dict)):
+        if not isinstance(meta.get(key), kind):
+            raise RunFolderError(f"{cfg_path}: no {key!r} entry ({kind.__name__})")
+    manifest = meta.get("files") if isinstance(meta.get("files"), dict) else {}
+    arrays_path = path / "arrays.npz"
+    if not arrays_path.is_file():
+        raise RunFolderError(f"{arrays_path}: missing (the run is incomplete)")
+    _check_manifest(arrays_path, "arrays.npz", manifest.get("arrays.npz"))
+    try:
+        with np.load(arrays_path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
+    except Exception as err:  # BadZipFile, bad CRC, truncated member, pickled objects
+        first = (str(err).splitlines() or [type(err).__name__])[0]
+        raise RunFolderError(f"{arrays_path}: corrupt ({type(err).__name__}: {first})") from None
     results_path = path / "results.json"
-    results = json.loads(results_path.read_text()) if results_path.is_file() else {}
-    return Run(path, meta["command"], meta["config"], meta.get("environment", {}), arrays, results)
+    if not results_path.is_file():
+        raise RunFolderError(f"{results_path}: missing (the run is incomplete)")
+    _check_manifest(results_path, "results.json", manifest.get("results.json"))
+    results = _read_json(results_path, "results")
+    if not isinstance(results, dict):
+        raise RunFolderError(f"{results_path}: expected a JSON object")
+    return Run(
+        path,
+        meta["command"],
+        meta["config"],
+        meta.get("environment", {}),
+        arrays,
+        results,
+        bool(meta.get("rerunnable", True)),
+    )
+
+
+def sub_runs(path) -> list[Path]:
+    """`path` and every run folder below it (a demo holds one per section), sorted."""
+    path = Path(path)
+    found = {p.parent for p in path.rglob("config.json")} | {path}
+    return sorted(found)
+
+
+def check_run_tree(path) -> list[Run]:
+    """`load_run` on `path` and on every run folder below it: all files checked."""
+    return [load_run(p) for p in sub_runs(path)]
 
 
 def compare_runs(a, b) -> list[str]:
-    """Differences between the arrays of two run folders (recursively); [] if identical."""
+    """Differences between the arrays of two run folders (recursively); [] if identical.
+
+    Every arrays.npz of either folder is compared array by array (names, dtypes, shapes
+    and bits; NaNs equal): one line per difference, naming the file and the array."""
     a, b = Path(a), Path(b)
     problems = []
-    files = sorted(p.relative_to(a) for p in a.rglob("arrays.npz"))
-    if not files:
+    files_a = {p.relative_to(a) for p in a.rglob("arrays.npz")}
+    files_b = {p.relative_to(b) for p in b.rglob("arrays.npz")}
+    if not files_a:
         return [f"{a}: no arrays.npz to compare"]
-    for rel in files:
-        if not (b / rel).is_file():
+    for rel in sorted(files_b - files_a):
+        problems.append(f"{rel}: missing in {a}")
+    for rel in sorted(files_a):
+        if rel not in files_b:
             problems.append(f"{rel}: missing in {b}")
             continue
-        with np.load(a / rel) as x, np.load(b / rel) as y:
+        with np.load(a / rel, allow_pickle=False) as x, np.load(b / rel, allow_pickle=False) as y:
             for key in sorted(set(x.files) | set(y.files)):
                 if key not in x.files or key not in y.files:
-                    problems.append(f"{rel}:{key}: present in only one run")
+                    where = a if key in x.files else b
+                    problems.append(f"{rel}:{key}: present only in {where}")
                     continue
                 u, v = x[key], y[key]
                 if u.dtype != v.dtype or u.shape != v.shape:
                     problems.append(f"{rel}:{key}: {u.dtype}{u.shape} vs {v.dtype}{v.shape}")
                 elif not np.array_equal(u, v, equal_nan=u.dtype.kind in "fc"):
-                    diff = np.max(np.abs(u.astype(np.float64) - v.astype(np.float64)))
-                    problems.append(f"{rel}:{key}: differs (max abs difference {diff:.3g})")
+                    if u.dtype.kind in "biufc":
+                        diff = np.max(np.abs(u.astype(np.float64) - v.astype(np.float64)))
+                        problems.append(f"{rel}:{key}: differs (max abs difference {diff:.3g})")
+                    else:
+                        problems.append(f"{rel}:{key}: differs")
     return problems
 
 
@@ -556,7 +766,7 @@ def count_arrays(path) -> int:
     """Number of arrays in all arrays.npz files under `path`."""
     total = 0
     for p in Path(path).rglob("arrays.npz"):
-        with np.load(p) as data:
+        with np.load(p, allow_pickle=False) as data:
             total += len(data.files)
     return total
 
@@ -1196,19 +1406,33 @@ WORKFLOWS: dict[str, Callable] = {
 }
 
 
-def execute(command: str, config: dict, out, *, quiet: bool = False, checked: bool = False):
-    """Validate `config` (unless `checked`), run the workflow on the chosen device and
-    precision, and save the run into `out`. Returns the loaded `Run`."""
+def execute(
+    command: str,
+    config: dict,
+    out,
+    *,
+    quiet: bool = False,
+    checked: bool = False,
+    overwrite: bool = False,
+) -> Run:
+    """Validate `config` (unless `checked`), check that `out` may be written (refused if
+    it exists, unless `overwrite`; locked against a second writer), run the workflow on
+    the chosen device and precision, and save the run into `out` atomically. Every check
+    comes before anything is compiled. Returns the loaded `Run`."""
     import jax
 
     cfg = config if checked else resolve_config(command, config)
     device = select_device(cfg["device"])
-    with jax.enable_x64(bool(cfg["x64"])), jax.default_device(device):
-        return _run_and_save(command, cfg, Path(out), device, quiet)
+    out = Path(out)
+    with RunWriter(out, overwrite=overwrite) as writer:
+        with jax.enable_x64(bool(cfg["x64"])), jax.default_device(device):
+            _run_and_save(command, cfg, writer.path, device, quiet)
+        writer.commit()
+    return load_run(out)
 
 
-def _run_and_save(command: str, cfg: dict, out: Path, device, quiet: bool) -> Run:
-    out.mkdir(parents=True, exist_ok=True)
+def _run_and_save(command: str, cfg: dict, out: Path, device, quiet: bool) -> None:
+    """Run the workflow into the (private, staging) folder `out` and write its files."""
     start = time.perf_counter()
     if command == "demo":
         from ._demo import run_demo
@@ -1218,5 +1442,4 @@ def _run_and_save(command: str, cfg: dict, out: Path, device, quiet: bool) -> Ru
         arrays, results = WORKFLOWS[command](cfg, out, quiet)
     env = environment(device, cfg)
     env["seconds"] = time.perf_counter() - start
-    save_run(out, command, cfg, arrays, results, env)
-    return load_run(out)
+    write_run_files(out, command, cfg, arrays, results, env)

@@ -27,6 +27,7 @@ from pathlib import Path
 from ._runs import (
     SCHEMAS,
     ConfigError,
+    check_run_tree,
     coerce,
     compare_runs,
     count_arrays,
@@ -111,6 +112,11 @@ def _add_run_command(sub, command: str, helptext: str, out: str) -> None:
     p.add_argument("--out", default=out, help=f"output folder (default {out})")
     p.add_argument("--config", default=None, metavar="FILE", help="TOML or JSON config file")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace --out if it already holds a run (the whole folder; refused otherwise)",
+    )
     if command == "demo":
         p.add_argument(
             "--quick",
@@ -146,7 +152,9 @@ def _scalars(results: dict) -> dict:
 
 def _run_command(args) -> int:
     cfg = _config_from_args(args.command, args)
-    run = execute(args.command, cfg, args.out, quiet=args.quiet, checked=True)
+    run = execute(
+        args.command, cfg, args.out, quiet=args.quiet, checked=True, overwrite=args.overwrite
+    )
     seconds = run.environment.get("seconds", 0.0)
     if args.command == "demo":
         print(json.dumps(run.results.get("headline", {}), indent=2))
@@ -162,12 +170,22 @@ def _run_command(args) -> int:
 
 def _rerun(args) -> int:
     src = Path(args.dir)
+    check_run_tree(src)  # every file of every (sub-)run, before anything is computed
     run = load_run(src)
+    if not run.rerunnable:
+        raise ConfigError(
+            f"{src} was saved from Python by save_run (command {run.command!r}); only runs "
+            "written by a meanfield command can be rerun"
+        )
+    if run.command not in SCHEMAS:
+        raise ConfigError(f"{src / 'config.json'}: unknown command {run.command!r}")
+    if count_arrays(src) == 0:
+        raise ConfigError(f"{src}: no arrays to compare (every arrays.npz is empty)")
     out = Path(args.out) if args.out else src.with_name(src.name + "-rerun")
     if out.resolve() == src.resolve():
         raise ConfigError("--out must differ from the run folder (the rerun is compared to it)")
     cfg = resolve_config(run.command, run.config, source=f"{src / 'config.json'}")
-    new = execute(run.command, cfg, out, quiet=args.quiet, checked=True)
+    new = execute(run.command, cfg, out, quiet=args.quiet, checked=True, overwrite=args.overwrite)
     for key in ("jax", "jaxlib", "backend", "device_kind", "meanfield"):
         old, now = run.environment.get(key), new.environment.get(key)
         if old != now:
@@ -275,6 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
     rerun.add_argument("dir", help="a run folder written by meanfield")
     rerun.add_argument("--out", default=None, help="where to rerun (default DIR-rerun)")
     rerun.add_argument("--quiet", action="store_true", help="no progress output")
+    rerun.add_argument(
+        "--overwrite", action="store_true", help="replace --out if it already holds a run"
+    )
     rerun.set_defaults(func=_rerun)
 
     trf = sub.add_parser(

@@ -110,7 +110,7 @@ BAD_FLAGS = [
     (["temperature", "--families", "weibull:q=2"], "weibull"),
     (["simulate", "--device", "tpu"], "device"),
     (["critical", "--from-run", "/nonexistent/run"], "from_run"),
-    (["rerun", "/nonexistent/run"], "config.json"),
+    (["rerun", "/nonexistent/run"], "no such run folder"),
 ]
 
 BAD_FILES = [
