@@ -3,6 +3,7 @@
 from . import plot, transformer
 from ._atoms import Atoms, cluster, cluster_count, cluster_padded, largest_cluster_mass
 from ._attention_gpu import attention_stats_dpa
+from ._checkpoint import Checkpoint, integrate_checkpointed, load_checkpoint
 from ._critical import (
     MASS_BOUND_LIMIT,
     CriticalPoint,
@@ -35,7 +36,7 @@ from ._integrate import (
 )
 from ._kernels import attention_stats, attention_stats_dense, attention_stats_tiled
 from ._perceptron import ACTIVATIONS, Perceptron
-from ._runs import Run, load_run, save_run
+from ._runs import Run, compare_runs, load_run, resume_info, resume_run, save_run
 from ._sharding import (
     combine_stats,
     default_mesh,
@@ -90,6 +91,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ACTIVATIONS",
+    "Checkpoint",
     "angles_to_circle",
     "Atoms",
     "attention_stats",
@@ -104,6 +106,7 @@ __all__ = [
     "cluster_count",
     "cluster_padded",
     "combine_stats",
+    "compare_runs",
     "concavity_angle",
     "critical_beta",
     "critical_beta_of_particles",
@@ -123,12 +126,14 @@ __all__ = [
     "global_maximiser",
     "initialize_distributed",
     "integrate",
+    "integrate_checkpointed",
     "integrate_diffrax",
     "integrate_sharded",
     "integrate_until",
     "is_stable",
     "is_strictly_stable",
     "largest_cluster_mass",
+    "load_checkpoint",
     "load_run",
     "log_interaction",
     "log_map",
@@ -145,6 +150,8 @@ __all__ = [
     "predicted_critical_beta",
     "project",
     "retract",
+    "resume_info",
+    "resume_run",
     "ring_attention_stats",
     "rotation_modes",
     "Run",

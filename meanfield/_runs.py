@@ -38,6 +38,7 @@ values raise `ConfigError` before anything is compiled) and saves it; the comman
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import functools
@@ -46,6 +47,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -54,7 +56,7 @@ from typing import Any
 
 import numpy as np
 
-from ._runfolder import RunFolderError, RunLock, RunWriter, fault, recover
+from ._runfolder import RunFolderError, RunLock, RunWriter, fault, recover, write_atomic
 
 FORMAT = "meanfield-run"
 VERSION = 1
@@ -853,6 +855,16 @@ def cluster_tolerance(cfg: dict, beta: float) -> float:
     return float(min(0.1 / math.sqrt(beta), 0.2)) if tol == "auto" else float(tol)
 
 
+@dataclasses.dataclass(frozen=True)
+class Checkpointing:
+    """Where and how often a workflow checkpoints (`--checkpoint-every`): the folder, the
+    steps between checkpoints and the PRNG key kept with the state."""
+
+    directory: Path
+    every: int
+    key: Any = None
+
+
 def _divisor_at_least(total: int, low: int) -> int:
     return next(k for k in range(max(low, 1), total + 1) if total % k == 0)
 
@@ -868,11 +880,15 @@ def integrate_chunked(
     m=None,
     progress=None,
     max_chunks: int = 50,
+    checkpoint: Checkpointing | None = None,
 ):
     """`integrate` run from Python in equal chunks of whole saves, so a progress line can
     advance between jitted chunks (one compilation: every chunk has the same length).
+    With `checkpoint`, chunks of `checkpoint.every` steps and the state saved after each
+    (`integrate_checkpointed`; resumes from an existing checkpoint).
 
-    Returns a Trajectory with steps // save_every + 1 states, like `integrate`.
+    Returns a Trajectory with steps // save_every + 1 states, like `integrate` (the same
+    bits: chunk boundaries do not change them).
     """
     import jax.numpy as jnp
 
@@ -880,6 +896,22 @@ def integrate_chunked(
 
     if steps % save_every:
         raise ValueError(f"steps={steps} must be a multiple of save_every={save_every}")
+    if checkpoint is not None:
+        from ._checkpoint import integrate_checkpointed
+
+        return integrate_checkpointed(
+            model,
+            X0,
+            dt=dt,
+            steps=steps,
+            save_every=save_every,
+            method=method,
+            m=m,
+            checkpoint_dir=checkpoint.directory,
+            checkpoint_every=checkpoint.every,
+            key=checkpoint.key,
+            progress=progress,
+        )
     saves = steps // save_every
     per = _divisor_at_least(saves, -(-saves // max_chunks))
     X, parts = X0, [X0[None]]
@@ -959,8 +991,9 @@ def _save_fig(fig, out: Path, name: str, files: list) -> None:
 # ----------------------------------------------------------------------------- simulate
 
 
-def run_simulate(cfg: dict, out: Path, quiet: bool = False):
-    """Simulate one system from uniform initial data; arrays ts, xs, energy."""
+def run_simulate(cfg: dict, out: Path, quiet: bool = False, checkpoint=None):
+    """Simulate one system from uniform initial data; arrays ts, xs, energy.
+    `checkpoint` (a `Checkpointing`): save the state periodically, resume from it."""
     import jax
     import jax.random as jr
 
@@ -979,6 +1012,7 @@ def run_simulate(cfg: dict, out: Path, quiet: bool = False):
             save_every=cfg["save_every"],
             method=cfg["method"],
             progress=bar,
+            checkpoint=checkpoint,
         )
     energy = _energies(model, traj.xs)
     final = traj.xs[-1]
@@ -1406,6 +1440,45 @@ WORKFLOWS: dict[str, Callable] = {
 }
 
 
+CHECKPOINTED = ("simulate",)
+RESUME_RECORD = "run.json"
+
+
+def checkpoint_dir(out) -> Path:
+    """Where a run into `out` started with `--checkpoint-every` keeps its checkpoint:
+    the hidden sibling ``.NAME.checkpoint`` (deleted once the run is in place)."""
+    out = Path(out)
+    return out.parent / f".{out.name}.checkpoint"
+
+
+def _checkpoint_every(command: str, cfg: dict, every) -> int:
+    if every is None or every == 0:
+        return 0
+    if command not in CHECKPOINTED:
+        raise ConfigError(
+            f"--checkpoint-every: `meanfield {command}` does not checkpoint (only "
+            f"{', '.join(CHECKPOINTED)})"
+        )
+    every = coerce("--checkpoint-every", Option("int", 0, "", minimum=1), every, from_text=True)
+    if every % cfg["save_every"]:
+        raise ConfigError(
+            f"--checkpoint-every={every} must be a multiple of save_every={cfg['save_every']}"
+        )
+    return every
+
+
+def _describe_checkpoint(ck_dir: Path) -> str:
+    from ._checkpoint import CHECKPOINT_FILE, load_checkpoint
+
+    if not (ck_dir / CHECKPOINT_FILE).is_file():
+        return "before its first checkpoint"
+    try:
+        ck = load_checkpoint(ck_dir)
+    except ValueError as err:
+        raise RunFolderError(str(err)) from None
+    return f"at step {ck.step} of {ck.steps}"
+
+
 def execute(
     command: str,
     config: dict,
@@ -1414,30 +1487,134 @@ def execute(
     quiet: bool = False,
     checked: bool = False,
     overwrite: bool = False,
+    checkpoint_every: int | None = None,
+    resume: bool = False,
 ) -> Run:
     """Validate `config` (unless `checked`), check that `out` may be written (refused if
     it exists, unless `overwrite`; locked against a second writer), run the workflow on
     the chosen device and precision, and save the run into `out` atomically. Every check
-    comes before anything is compiled. Returns the loaded `Run`."""
+    comes before anything is compiled. Returns the loaded `Run`.
+
+    `checkpoint_every` (simulate): save the state every this many steps into
+    `checkpoint_dir(out)`, so that `resume_run(out)` can continue a killed run; `resume`
+    is how `resume_run` continues from that checkpoint.
+    """
     import jax
 
     cfg = config if checked else resolve_config(command, config)
+    every = _checkpoint_every(command, cfg, checkpoint_every)
     device = select_device(cfg["device"])
     out = Path(out)
+    ck_dir = checkpoint_dir(out)
     with RunWriter(out, overwrite=overwrite) as writer:
+        if ck_dir.exists() and not resume:
+            if not overwrite:
+                raise RunFolderError(
+                    f"{out}: an interrupted run left a checkpoint "
+                    f"({_describe_checkpoint(ck_dir)}) in {ck_dir}; `meanfield resume {out}` "
+                    "continues it, --overwrite discards it"
+                )
+            shutil.rmtree(ck_dir)
+        checkpoint = None
+        if every:
+            if not resume:
+                record = {
+                    "command": command,
+                    "config": _jsonable(cfg),
+                    "checkpoint_every": every,
+                    "overwrite": bool(overwrite),
+                    "out": str(out),
+                }
+                ck_dir.mkdir(parents=True, exist_ok=True)
+                text = json.dumps(record, indent=2) + "\n"
+                write_atomic(ck_dir / RESUME_RECORD, lambda p: Path(p).write_text(text))
+            key = np.asarray(jax.random.PRNGKey(cfg["seed"]))  # the PRNG state of the run
+            checkpoint = Checkpointing(ck_dir, every, key=key)
         with jax.enable_x64(bool(cfg["x64"])), jax.default_device(device):
-            _run_and_save(command, cfg, writer.path, device, quiet)
+            _run_and_save(command, cfg, writer.path, device, quiet, checkpoint)
         writer.commit()
+        shutil.rmtree(ck_dir, ignore_errors=True)
     return load_run(out)
 
 
-def _run_and_save(command: str, cfg: dict, out: Path, device, quiet: bool) -> None:
+def resume_info(out) -> dict:
+    """What `resume_run(out)` would continue: the command, config, `checkpoint_every`,
+    `overwrite`, and `step` of `steps` done; `complete` if `out` already holds the
+    finished run. A folder with nothing to resume raises a `ValueError` (one line)."""
+    out = Path(out)
+    ck_dir = checkpoint_dir(out)
+    record_path = ck_dir / RESUME_RECORD
+    if not record_path.is_file():
+        if (out / "config.json").is_file():
+            raise RunFolderError(f"{out}: a complete run; nothing to resume")
+        raise RunFolderError(
+            f"{out}: nothing to resume (no checkpoint {ck_dir}; only runs started with "
+            "--checkpoint-every can be resumed)"
+        )
+    info = _read_json(record_path, "resume record")
+    if not isinstance(info, dict) or not {"command", "config", "checkpoint_every"} <= set(info):
+        raise RunFolderError(f"{record_path}: not a meanfield resume record")
+    from ._checkpoint import CHECKPOINT_FILE, load_checkpoint
+
+    info["step"], info["steps"] = 0, info["config"].get("steps")
+    if (ck_dir / CHECKPOINT_FILE).is_file():
+        try:
+            ck = load_checkpoint(ck_dir)
+        except ValueError as err:
+            raise RunFolderError(str(err)) from None
+        info["step"], info["steps"] = ck.step, ck.steps
+    info["complete"] = False
+    if info["step"] == info["steps"] and (out / "config.json").is_file():
+        # killed after the run was moved into place, before the checkpoint was deleted
+        with contextlib.suppress(ValueError):
+            info["complete"] = load_run(out).config == info["config"]
+    info["checkpoint_dir"] = str(ck_dir)
+    return info
+
+
+def resume_run(out, *, quiet: bool = False) -> Run:
+    """Continue a run into `out` that was started with `checkpoint_every` and killed:
+    from its last checkpoint to the same final state, bit for bit, as the uninterrupted
+    run, saved into `out` atomically as usual.
+
+    **Arguments:**
+
+    - `out`: the run's output folder (its checkpoint is `checkpoint_dir(out)`).
+    - `quiet`: no progress line.
+
+    **Returns:**
+
+    The saved `Run`. `resume_info(out)` tells how far the killed run got; a folder with
+    nothing to resume raises a `ValueError` naming it.
+    """
+    out = Path(out)
+    info = resume_info(out)
+    if info["complete"]:
+        shutil.rmtree(info["checkpoint_dir"], ignore_errors=True)
+        return load_run(out)
+    source = str(checkpoint_dir(out) / RESUME_RECORD)
+    cfg = resolve_config(info["command"], info["config"], source=source)
+    return execute(
+        info["command"],
+        cfg,
+        out,
+        quiet=quiet,
+        checked=True,
+        overwrite=bool(info.get("overwrite", False)),
+        checkpoint_every=info["checkpoint_every"],
+        resume=True,
+    )
+
+
+def _run_and_save(command: str, cfg: dict, out: Path, device, quiet: bool, checkpoint=None) -> None:
     """Run the workflow into the (private, staging) folder `out` and write its files."""
     start = time.perf_counter()
     if command == "demo":
         from ._demo import run_demo
 
         arrays, results = run_demo(out, cfg, quiet=quiet)
+    elif checkpoint is not None:
+        arrays, results = WORKFLOWS[command](cfg, out, quiet, checkpoint=checkpoint)
     else:
         arrays, results = WORKFLOWS[command](cfg, out, quiet)
     env = environment(device, cfg)

@@ -163,7 +163,8 @@ def test_console_error_has_no_traceback():
 
 
 @pytest.mark.parametrize(
-    "command", ["demo", "simulate", "sweep", "critical", "temperature", "rerun", "transformer"]
+    "command",
+    ["demo", "simulate", "sweep", "critical", "temperature", "rerun", "resume", "transformer"],
 )
 def test_help_on_every_subcommand(command, capsys):
     assert main([command, "--help"]) == 0
