@@ -208,6 +208,8 @@ def integrate_checkpointed(
         "fingerprint": _fingerprint(model, X0, m, dt, method, steps, save_every, key),
     }
     step, X, parts = 0, X0, [X0[None]]
+    for partial in directory.glob(f".{CHECKPOINT_FILE}.tmp-*"):  # a write killed midway
+        partial.unlink(missing_ok=True)
     if (directory / CHECKPOINT_FILE).exists():
         ck = load_checkpoint(directory)
         if ck.meta.get("fingerprint") != meta["fingerprint"]:

@@ -176,10 +176,11 @@ def _read_owner(path: Path) -> tuple[str, dict | None]:
 class RunLock:
     """The exclusive lock of a run folder: ``P/.NAME.lock`` holding the owner's pid."""
 
-    def __init__(self, out):
+    def __init__(self, out, what: str = "--out"):
         self.out = Path(out)
         self.path = lock_path(self.out)
         self.held = False
+        self.what = what
 
     def acquire(self) -> RunLock:
         me = {"pid": os.getpid(), "host": socket.gethostname(), "start": _start_time(os.getpid())}
@@ -213,7 +214,7 @@ class RunLock:
                 continue
             except OSError as err:
                 raise RunFolderError(
-                    f"--out {self.out}: cannot write in {self.out.parent} "
+                    f"{self.what} {self.out}: cannot write in {self.out.parent} "
                     f"({err.strerror or type(err).__name__})"
                 ) from None
             with os.fdopen(fd, "w") as f:
@@ -262,6 +263,13 @@ def recover(out) -> bool:
     return False
 
 
+def _cwd() -> Path | None:
+    try:
+        return Path.cwd()
+    except OSError:
+        return None
+
+
 def looks_like_run(folder: Path) -> bool:
     return any((folder / name).exists() for name in RUN_FILES)
 
@@ -294,11 +302,15 @@ class RunWriter:
     `path` is the staging folder to write into (it has `out`'s name).
     """
 
-    def __init__(self, out, *, overwrite: bool = False, flag: str = "--overwrite"):
+    def __init__(
+        self, out, *, overwrite: bool = False, flag: str = "--overwrite", what: str = "--out"
+    ):
         self.out = Path(out)
+        if self.out.name in ("", ".", ".."):  # `--out .`: the folder by its own name
+            self.out = self.out.resolve()
         self.overwrite = overwrite
-        self.flag = flag
-        self.lock = RunLock(self.out)
+        self.flag, self.what = flag, what
+        self.lock = RunLock(self.out, what)
         self.stage: Path | None = None
         self.path: Path | None = None
         self.committed = False
@@ -306,12 +318,12 @@ class RunWriter:
     def __enter__(self) -> RunWriter:
         out = self.out
         if out.exists() and not out.is_dir():
-            raise RunFolderError(f"--out {out} exists and is not a folder")
+            raise RunFolderError(f"{self.what} {out} exists and is not a folder")
         try:
             out.parent.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise RunFolderError(
-                f"--out {out}: cannot create {out.parent} ({err.strerror or err})"
+                f"{self.what} {out}: cannot create {out.parent} ({err.strerror or err})"
             ) from None
         self.lock.acquire()
         try:
@@ -321,13 +333,14 @@ class RunWriter:
             if out.is_dir() and any(out.iterdir()):
                 if not self.overwrite:
                     raise RunFolderError(
-                        f"--out {out} already exists and is not empty; pass {self.flag} "
+                        f"{self.what} {out} already exists and is not empty; pass {self.flag} "
                         "to replace it (the whole folder)"
                     )
                 if not looks_like_run(out):
                     raise RunFolderError(
-                        f"--out {out} is not a meanfield run folder (no config.json, arrays.npz "
-                        f"or results.json); refusing to replace it, even with {self.flag}"
+                        f"{self.what} {out} is not a meanfield run folder (no config.json, "
+                        "arrays.npz or results.json); refusing to replace it, even with "
+                        f"{self.flag}"
                     )
             self.stage = out.parent / f".{out.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
             self.path = self.stage / out.name
@@ -335,7 +348,7 @@ class RunWriter:
                 self.path.mkdir(parents=True)
             except OSError as err:
                 raise RunFolderError(
-                    f"--out {out}: cannot write in {out.parent} ({err.strerror or err})"
+                    f"{self.what} {out}: cannot write in {out.parent} ({err.strerror or err})"
                 ) from None
         except BaseException:
             self._cleanup()
@@ -347,6 +360,7 @@ class RunWriter:
         """Move the staged run into place (atomic); the old run, if any, is deleted."""
         out = self.out
         fsync_tree(self.path)
+        inside = _cwd() == out.resolve()  # `--out .`: follow the folder to its new inode
         fault("commit")
         if out.exists():
             if not _exchange(self.path, out):
@@ -357,6 +371,8 @@ class RunWriter:
         else:
             os.rename(self.path, out)
         _fsync_dir(out.parent)
+        if inside:
+            os.chdir(out)
         self.committed = True
         fault("commit-done")
         return out

@@ -4,13 +4,19 @@ on-disk format.
 **Format (version 1).** A run folder DIR holds
 
     DIR/config.json    {"format": "meanfield-run", "version": 1, "command": "simulate",
+                        "rerunnable": true (false for `save_run` from Python),
                         "config": {every option, resolved, defaults included},
                         "environment": {"jax", "jaxlib", "numpy", "python", "platform",
                                         "backend", "device", "dtype", "x64", "seed",
-                                        "meanfield", "created", "seconds"}}
+                                        "meanfield", "created", "seconds"},
+                        "files": {"arrays.npz": {"bytes"},
+                                  "results.json": {"bytes", "sha256"}}}
     DIR/arrays.npz     NumPy arrays (`numpy.savez_compressed`, lossless), listed below
     DIR/results.json   the run's numbers (JSON; floats as Python floats)
     DIR/*.png, *.gif   figures (optional, `plots = false` skips them)
+
+config.json is written last and its "files" manifest ties the other two to it (older
+folders without it still load).
 
 Arrays per command (shapes; B betas, S seeds, T saves, F families, N sizes, P grid points):
 
@@ -25,14 +31,29 @@ Arrays per command (shapes; B betas, S seeds, T saves, F families, N sizes, P gr
     temperature  ns (N,), betas (F, P), entropy (F, N, P) = mean H / log n, p_max (F, N, P),
                  beta_star (F, N, rows), predicted (F, N)
     demo         one sub-folder per section, each a run of the above
+    python       whatever `save_run` was given (a Trajectory gives ts, xs)
 
 Trajectories are subsampled by `save_every` (a divisor of `steps`) and never truncated: a
 run whose saved states would exceed `max_trajectory_mb` is refused before it starts, with
 the smallest `save_every` that fits.
 
-`load_run(DIR)` reads a folder back (`Run`); `execute(command, config, out)` runs a
-workflow from a config dict (validated first: unknown keys, wrong types and out-of-range
-values raise `ConfigError` before anything is compiled) and saves it; the command line
+**Writing.** A run is never written in place: `RunWriter` (`meanfield._runfolder`) takes
+the lock ``.DIR.lock`` next to DIR (a second writer fails at once, naming the pid; locks
+of dead processes are replaced), refuses an existing, non-empty DIR unless `overwrite`
+(`--overwrite`, which replaces the folder as a whole and only if it is a run), stages
+every file in a hidden sibling and moves it into place with one atomic rename (an atomic
+exchange for --overwrite). A kill -9 at any moment leaves DIR as it was or as the
+complete new run. With `--checkpoint-every K` (simulate) the state is saved every K
+steps into the sibling ``.DIR.checkpoint`` (with the resolved config in run.json), which
+`meanfield resume DIR` (`resume_run`) continues to the same bits as the uninterrupted
+run; the checkpoint is deleted once DIR is in place.
+
+**Reading.** `load_run(DIR)` checks every file first (missing, truncated, corrupt zip or
+CRC, not matching the manifest) and names it in a one-line `ValueError`; `save_run`
+saves Python results as a run; `compare_runs(a, b)` lists every array that differs.
+`execute(command, config, out)` runs a workflow from a config dict (validated first:
+unknown keys, wrong types and out-of-range values raise `ConfigError`, and the output
+folder is checked and locked, before anything is compiled) and saves it; the command line
 `meanfield rerun DIR` re-executes DIR's config and compares the arrays bit for bit.
 """
 
@@ -610,7 +631,7 @@ def save_run(
         raise ValueError(f"`command`={command!r} is a meanfield command; use another label")
     json.dumps(_jsonable(results)), json.dumps(_jsonable(config))  # fail before writing
     figures = dict(figures or {})
-    with RunWriter(folder, overwrite=overwrite, flag="overwrite=True") as writer:
+    with RunWriter(folder, overwrite=overwrite, flag="overwrite=True", what="folder") as writer:
         if figures:
             from . import plot
 
@@ -622,7 +643,7 @@ def save_run(
         env = _python_environment(arrays, config)
         write_run_files(writer.path, command, config, arrays, results, env, rerunnable=False)
         writer.commit()
-    return load_run(folder)
+    return load_run(writer.out)
 
 
 def _read_json(path: Path, what: str):
@@ -1448,6 +1469,7 @@ def checkpoint_dir(out) -> Path:
     """Where a run into `out` started with `--checkpoint-every` keeps its checkpoint:
     the hidden sibling ``.NAME.checkpoint`` (deleted once the run is in place)."""
     out = Path(out)
+    out = out.resolve() if out.name in ("", ".", "..") else out
     return out.parent / f".{out.name}.checkpoint"
 
 
@@ -1534,7 +1556,7 @@ def execute(
             _run_and_save(command, cfg, writer.path, device, quiet, checkpoint)
         writer.commit()
         shutil.rmtree(ck_dir, ignore_errors=True)
-    return load_run(out)
+    return load_run(writer.out)
 
 
 def resume_info(out) -> dict:
