@@ -388,8 +388,15 @@ def _check_combinations(command: str, cfg: dict) -> None:
         for spec in cfg["families"]:
             parse_family(spec)
     from_run = cfg.get("from_run")
-    if command == "critical" and from_run and not (Path(from_run) / "config.json").is_file():
-        raise ConfigError(f"from_run={cfg['from_run']}: not a saved run (no config.json)")
+    if command == "critical" and from_run:
+        if not (Path(from_run) / "config.json").is_file():
+            raise ConfigError(f"from_run={from_run}: not a saved run (no config.json)")
+        try:  # every file of the run checked now, not after the work has started
+            run = load_run(from_run)
+        except ValueError as err:
+            raise ConfigError(f"from_run={from_run}: {err}") from None
+        if run.command != "simulate" or "xs" not in run.arrays:
+            raise ConfigError(f"from_run={from_run}: a {run.command} run, need simulate")
 
 
 def parse_family(spec: str) -> tuple[str, dict]:

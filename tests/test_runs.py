@@ -332,6 +332,11 @@ def test_bad_folders_give_one_line_naming_the_file(tmp_path, capsys, monkeypatch
         err = capsys.readouterr().err
         assert word in err and err.count("\n") == 1 and "Traceback" not in err, (name, err)
         assert not folder.with_name(folder.name + "-rerun").exists(), name
+        crit = tmp_path / "crit"
+        assert main(["critical", "--from-run", str(folder), "--out", str(crit)]) == 2, name
+        err = capsys.readouterr().err
+        assert word in err and "from_run" in err and err.count("\n") == 1, (name, err)
+        assert not crit.exists()
 
 
 def test_rerun_of_a_run_with_an_empty_arrays_file_stops_before_computing(tmp_path, capsys):
