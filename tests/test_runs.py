@@ -174,6 +174,35 @@ def test_kill_9_at_every_point_of_the_save_leaves_one_complete_run(tmp_path):
     _no_leftovers(fresh)
 
 
+def test_an_interrupted_two_rename_swap_is_rolled_forward_by_the_next_writer(tmp_path):
+    out = tmp_path / "run"
+    _save(out, 4)
+    stage = tmp_path / ".run.tmp-1-dead"  # what a kill between the two renames leaves
+    stage.mkdir()
+    _save(tmp_path / "new" / "run", 5)
+    os.rename(tmp_path / "new" / "run", stage / "run")
+    os.rename(out, stage / "old")
+    with pytest.raises(ValueError, match="already exists"):  # recovered first, so refused
+        _save(out, 6)
+    assert _consistent_n(out) == 5  # the complete new run, rolled forward
+    _no_leftovers(out)
+    # an incomplete staging folder (killed while writing) is never moved into place
+    shutil.rmtree(out)
+    (tmp_path / ".run.tmp-2-dead" / "run").mkdir(parents=True)
+    assert not _runfolder.recover(out) and not out.exists()
+
+
+def test_out_dot_is_the_current_folder_by_name(tmp_path, monkeypatch):
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    _save(".", 2)
+    with pytest.raises(ValueError, match="overwrite=True"):
+        _save(".", 3)
+    assert _save(".", 3, overwrite=True).path == here
+    assert _consistent_n(".") == 3 and _consistent_n(here) == 3  # cwd follows the folder
+
+
 @pytest.mark.parametrize("point", ["save-arrays", "save-results", "save-config", "commit"])
 def test_exception_during_the_save_keeps_the_old_run(point, tmp_path, monkeypatch):
     out = tmp_path / "run"
@@ -188,7 +217,7 @@ def test_exception_during_the_save_keeps_the_old_run(point, tmp_path, monkeypatc
 
 def test_second_writer_fails_fast_while_the_first_holds_the_lock(tmp_path, capsys):
     out = tmp_path / "race"
-    first = _saver(out, 5, False, fault="commit=sleep:3")
+    first = _saver(out, 5, False, fault="commit=sleep:5")
     lock = _runfolder.lock_path(out)
     deadline = time.time() + 60
     while not lock.exists() and time.time() < deadline:
