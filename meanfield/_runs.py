@@ -612,8 +612,9 @@ def save_run(
       converted).
     - `config`: a JSON-able dict of the parameters that produced the run (free form),
       stored as the run's `config`.
-    - `figures`: a dict of file name -> matplotlib Figure, saved into the folder (PNG,
-      PDF or SVG by the name's suffix) and listed in `results["files"]`.
+    - `figures`: a dict of file name -> matplotlib Figure, saved into the folder (the
+      format by the name's suffix, as `plot.save`, which closes the figure) and listed
+      in `results["files"]`.
     - `command`: the label stored as the run's command (default "python").
     - `overwrite`: replace an existing run folder.
 
