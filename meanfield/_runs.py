@@ -64,6 +64,7 @@ import dataclasses
 import datetime
 import functools
 import hashlib
+import io
 import json
 import math
 import os
@@ -654,33 +655,77 @@ def save_run(
     return load_run(writer.out)
 
 
-def _read_json(path: Path, what: str):
+class _Replaced(Exception):
+    """The folder was replaced (an --overwrite commit) while it was being read."""
+
+
+class _Snapshot:
+    """Files of one run folder opened through a descriptor of the folder itself, so that
+    every file comes from the same folder even if it is replaced meanwhile (a commit
+    swaps folders; it never changes files in place)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+
+    def replaced(self) -> bool:
+        try:
+            now = os.stat(self.path)
+        except FileNotFoundError:
+            return True
+        mine = os.fstat(self.fd)
+        return (now.st_ino, now.st_dev) != (mine.st_ino, mine.st_dev)
+
+    def open(self, name: str, what: str):
+        try:
+            return open(name, "rb", opener=lambda p, flags: os.open(p, flags, dir_fd=self.fd))
+        except FileNotFoundError:
+            if self.replaced():
+                raise _Replaced from None
+            raise RunFolderError(f"{self.path / name}: missing ({what})") from None
+        except IsADirectoryError:
+            raise RunFolderError(f"{self.path / name}: a folder, not a file") from None
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+def _parse_json(f, path: Path):
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise RunFolderError(f"{path}: missing ({what})") from None
-    except (OSError, UnicodeDecodeError) as err:
+        return json.loads(f.read().decode("utf-8"))
+    except UnicodeDecodeError as err:
         raise RunFolderError(f"{path}: cannot read ({err})") from None
-    try:
-        return json.loads(text)
     except ValueError as err:
         raise RunFolderError(f"{path}: corrupt or truncated JSON ({err})") from None
 
 
-def _check_manifest(path: Path, name: str, entry) -> None:
+def _read_json(path: Path, what: str):
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise RunFolderError(f"{path}: missing ({what})") from None
+    except OSError as err:
+        raise RunFolderError(f"{path}: cannot read ({err})") from None
+    return _parse_json(io.BytesIO(data), path)
+
+
+def _check_manifest(f, path: Path, entry) -> None:
     if not isinstance(entry, dict):
         return
-    size = path.stat().st_size
+    size = os.fstat(f.fileno()).st_size
     if "bytes" in entry and size != entry["bytes"]:
         raise RunFolderError(
             f"{path}: {size} bytes, config.json says {entry['bytes']} (the folder mixes "
             "files of different runs, or the file was truncated or modified)"
         )
-    if "sha256" in entry and hashlib.sha256(path.read_bytes()).hexdigest() != entry["sha256"]:
-        raise RunFolderError(
-            f"{path}: contents differ from config.json's checksum (the folder mixes files "
-            "of different runs, or the file was modified)"
-        )
+    if "sha256" in entry:
+        digest = hashlib.sha256(f.read()).hexdigest()
+        f.seek(0)
+        if digest != entry["sha256"]:
+            raise RunFolderError(
+                f"{path}: contents differ from config.json's checksum (the folder mixes "
+                "files of different runs, or the file was modified)"
+            )
 
 
 def load_run(path) -> Run:
@@ -695,19 +740,43 @@ def load_run(path) -> Run:
     A `Run` (`.config`, `.environment`, `.results`, `.arrays`; `run["xs"]`,
     `run.trajectory`). Every file is checked first: a missing folder or file, truncated
     JSON, a corrupt arrays.npz (bad zip, bad CRC) or a file that does not match the
-    config.json manifest raises a `ValueError` naming the file.
+    config.json manifest raises a `ValueError` naming the file. A folder replaced by an
+    `--overwrite` while it is read gives the old run or the new one, never a mix.
     """
     path = Path(path)
-    if not path.exists() and not RunLock(path).busy():
-        recover(path)  # an --overwrite swap interrupted between its two renames
-    if not path.exists():
-        raise RunFolderError(f"{path}: no such run folder")
-    if not path.is_dir():
-        raise RunFolderError(f"{path}: not a folder")
+    for _ in range(5):
+        if not path.exists() and not RunLock(path).busy():
+            recover(path)  # an --overwrite swap interrupted between its two renames
+        waited = 0.0
+        while not path.exists() and waited < 2.0 and RunLock(path).busy():
+            time.sleep(0.01)  # a live writer between the two renames of the fallback swap
+            waited += 0.01
+        if not path.exists():
+            raise RunFolderError(f"{path}: no such run folder")
+        if not path.is_dir():
+            raise RunFolderError(f"{path}: not a folder")
+        try:
+            snap = _Snapshot(path)
+        except FileNotFoundError:
+            continue
+        try:
+            return _load_snapshot(snap)
+        except _Replaced:
+            continue
+        finally:
+            snap.close()
+    raise RunFolderError(f"{path}: the folder kept being replaced while it was read")
+
+
+def _load_snapshot(snap: _Snapshot) -> Run:
+    path = snap.path
     cfg_path = path / "config.json"
-    if not cfg_path.is_file():
-        raise RunFolderError(f"{path}: not a saved run (no config.json)")
-    meta = _read_json(cfg_path, "config")
+    try:
+        f = snap.open("config.json", "config")
+    except RunFolderError:
+        raise RunFolderError(f"{path}: not a saved run (no config.json)") from None
+    with f:
+        meta = _parse_json(f, cfg_path)
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         got = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
         raise RunFolderError(f"{cfg_path}: not a meanfield run config (format {got!r})")
@@ -719,20 +788,20 @@ def load_run(path) -> Run:
             raise RunFolderError(f"{cfg_path}: no {key!r} entry ({kind.__name__})")
     manifest = meta.get("files") if isinstance(meta.get("files"), dict) else {}
     arrays_path = path / "arrays.npz"
-    if not arrays_path.is_file():
-        raise RunFolderError(f"{arrays_path}: missing (the run is incomplete)")
-    _check_manifest(arrays_path, "arrays.npz", manifest.get("arrays.npz"))
-    try:
-        with np.load(arrays_path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
-    except Exception as err:  # BadZipFile, bad CRC, truncated member, pickled objects
-        first = (str(err).splitlines() or [type(err).__name__])[0]
-        raise RunFolderError(f"{arrays_path}: corrupt ({type(err).__name__}: {first})") from None
+    with snap.open("arrays.npz", "the run is incomplete") as f:
+        _check_manifest(f, arrays_path, manifest.get("arrays.npz"))
+        try:
+            with np.load(f, allow_pickle=False) as data:
+                arrays = {k: data[k] for k in data.files}
+        except Exception as err:  # BadZipFile, bad CRC, truncated member, pickled objects
+            first = (str(err).splitlines() or [type(err).__name__])[0]
+            raise RunFolderError(
+                f"{arrays_path}: corrupt ({type(err).__name__}: {first})"
+            ) from None
     results_path = path / "results.json"
-    if not results_path.is_file():
-        raise RunFolderError(f"{results_path}: missing (the run is incomplete)")
-    _check_manifest(results_path, "results.json", manifest.get("results.json"))
-    results = _read_json(results_path, "results")
+    with snap.open("results.json", "the run is incomplete") as f:
+        _check_manifest(f, results_path, manifest.get("results.json"))
+        results = _parse_json(f, results_path)
     if not isinstance(results, dict):
         raise RunFolderError(f"{results_path}: expected a JSON object")
     return Run(

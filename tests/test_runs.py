@@ -44,14 +44,16 @@ for name in ("_runfolder", "_runs"):
 from meanfield._runfolder import RunWriter
 from meanfield._runs import write_run_files
 out, n, overwrite = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
-with RunWriter(out, overwrite=overwrite) as w:
-    write_run_files(w.path, "python", {"n": n}, {"xs": np.full((n, 3), float(n))}, {"n": n},
-                    {}, rerunnable=False)
-    w.commit()
+for i in range(int(sys.argv[5])):  # n, n + 1, n, ... (a writer in a loop)
+    m = n + i % 2
+    with RunWriter(out, overwrite=overwrite) as w:
+        write_run_files(w.path, "python", {"n": m}, {"xs": np.full((m, 3), float(m))},
+                        {"n": m}, {}, rerunnable=False)
+        w.commit()
 """
 
 
-def _saver(out, n, overwrite, fault=None, exchange=True):
+def _saver(out, n, overwrite, fault=None, exchange=True, repeat=1):
     env = {k: v for k, v in os.environ.items() if k != _runfolder.FAULT_ENV}
     env["JAX_PLATFORMS"] = "cpu"
     if fault:
@@ -60,6 +62,7 @@ def _saver(out, n, overwrite, fault=None, exchange=True):
         env["MEANFIELD_RENAME_EXCHANGE"] = "0"
     root = str(Path(_runs.__file__).parent)
     argv = [sys.executable, "-c", SAVER, str(out), str(n), "1" if overwrite else "0", root]
+    argv.append(str(repeat))
     return subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
@@ -254,6 +257,20 @@ def test_second_writer_fails_fast_while_the_first_holds_the_lock(tmp_path, capsy
     _, serr = first.communicate(timeout=120)
     assert first.returncode == 0, serr.decode()
     assert _consistent_n(out) == 5  # the first run, not a mix
+    _no_leftovers(out)
+
+
+@pytest.mark.parametrize("exchange", [True, False])
+def test_reader_sees_one_whole_run_while_a_writer_overwrites_it(exchange, tmp_path):
+    out = tmp_path / "run"
+    _save(out, 4)
+    writer = _saver(out, 4, True, repeat=40, exchange=exchange)
+    seen = []
+    while writer.poll() is None:
+        seen.append(_consistent_n(out))  # never a mix, never missing
+    _, err = writer.communicate()
+    assert writer.returncode == 0, err.decode()
+    assert {4, 5} <= set(seen) and _consistent_n(out) == 5
     _no_leftovers(out)
 
 
