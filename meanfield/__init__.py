@@ -2,6 +2,7 @@
 
 from . import kernels, plot, transformer
 from ._atoms import Atoms, cluster, cluster_count, cluster_padded, largest_cluster_mass
+from ._checkpoint import Checkpoint, integrate_checkpointed, load_checkpoint
 from ._critical import (
     MASS_BOUND_LIMIT,
     CriticalPoint,
@@ -32,7 +33,7 @@ from ._integrate import (
     with_beta,
 )
 from ._perceptron import ACTIVATIONS, Perceptron
-from ._runs import Run, load_run, save_run
+from ._runs import Run, compare_runs, load_run, resume_info, resume_run, save_run
 from ._sharding import (
     combine_stats,
     default_mesh,
@@ -86,6 +87,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ACTIVATIONS",
+    "Checkpoint",
     "angles_to_circle",
     "Atoms",
     "beta_at_entropy_fraction",
@@ -96,6 +98,7 @@ __all__ = [
     "cluster_count",
     "cluster_padded",
     "combine_stats",
+    "compare_runs",
     "concavity_angle",
     "critical_beta",
     "critical_beta_of_particles",
@@ -115,6 +118,7 @@ __all__ = [
     "global_maximiser",
     "initialize_distributed",
     "integrate",
+    "integrate_checkpointed",
     "integrate_diffrax",
     "integrate_sharded",
     "integrate_until",
@@ -122,6 +126,7 @@ __all__ = [
     "is_stable",
     "is_strictly_stable",
     "largest_cluster_mass",
+    "load_checkpoint",
     "load_run",
     "log_map",
     "log_partition",
@@ -137,6 +142,8 @@ __all__ = [
     "predicted_critical_beta",
     "project",
     "retract",
+    "resume_info",
+    "resume_run",
     "ring_attention_stats",
     "rotation_modes",
     "Run",

@@ -4,13 +4,19 @@ on-disk format.
 **Format (version 1).** A run folder DIR holds
 
     DIR/config.json    {"format": "meanfield-run", "version": 1, "command": "simulate",
+                        "rerunnable": true (false for `save_run` from Python),
                         "config": {every option, resolved, defaults included},
                         "environment": {"jax", "jaxlib", "numpy", "python", "platform",
                                         "backend", "device", "dtype", "x64", "seed",
-                                        "meanfield", "created", "seconds"}}
+                                        "meanfield", "created", "seconds"},
+                        "files": {"arrays.npz": {"bytes"},
+                                  "results.json": {"bytes", "sha256"}}}
     DIR/arrays.npz     NumPy arrays (`numpy.savez_compressed`, lossless), listed below
     DIR/results.json   the run's numbers (JSON; floats as Python floats)
     DIR/*.png, *.gif   figures (optional, `plots = false` skips them)
+
+config.json is written last and its "files" manifest ties the other two to it (older
+folders without it still load).
 
 Arrays per command (shapes; B betas, S seeds, T saves, F families, N sizes, P grid points):
 
@@ -25,26 +31,45 @@ Arrays per command (shapes; B betas, S seeds, T saves, F families, N sizes, P gr
     temperature  ns (N,), betas (F, P), entropy (F, N, P) = mean H / log n, p_max (F, N, P),
                  beta_star (F, N, rows), predicted (F, N)
     demo         one sub-folder per section, each a run of the above
+    python       whatever `save_run` was given (a Trajectory gives ts, xs)
 
 Trajectories are subsampled by `save_every` (a divisor of `steps`) and never truncated: a
 run whose saved states would exceed `max_trajectory_mb` is refused before it starts, with
 the smallest `save_every` that fits.
 
-`load_run(DIR)` reads a folder back (`Run`); `execute(command, config, out)` runs a
-workflow from a config dict (validated first: unknown keys, wrong types and out-of-range
-values raise `ConfigError` before anything is compiled) and saves it; the command line
+**Writing.** A run is never written in place: `RunWriter` (`meanfield._runfolder`) takes
+the lock ``.DIR.lock`` next to DIR (a second writer fails at once, naming the pid; locks
+of dead processes are replaced), refuses an existing, non-empty DIR unless `overwrite`
+(`--overwrite`, which replaces the folder as a whole and only if it is a run), stages
+every file in a hidden sibling and moves it into place with one atomic rename (an atomic
+exchange for --overwrite). A kill -9 at any moment leaves DIR as it was or as the
+complete new run. With `--checkpoint-every K` (simulate) the state is saved every K
+steps into the sibling ``.DIR.checkpoint`` (with the resolved config in run.json), which
+`meanfield resume DIR` (`resume_run`) continues to the same bits as the uninterrupted
+run; the checkpoint is deleted once DIR is in place.
+
+**Reading.** `load_run(DIR)` checks every file first (missing, truncated, corrupt zip or
+CRC, not matching the manifest) and names it in a one-line `ValueError`; `save_run`
+saves Python results as a run; `compare_runs(a, b)` lists every array that differs.
+`execute(command, config, out)` runs a workflow from a config dict (validated first:
+unknown keys, wrong types and out-of-range values raise `ConfigError`, and the output
+folder is checked and locked, before anything is compiled) and saves it; the command line
 `meanfield rerun DIR` re-executes DIR's config and compares the arrays bit for bit.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import functools
+import hashlib
+import io
 import json
 import math
 import os
 import platform
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -53,6 +78,7 @@ from typing import Any
 
 import numpy as np
 
+from ._runfolder import RunFolderError, RunLock, RunWriter, fault, recover, write_atomic
 from .kernels import REGISTRY as _KERNELS
 
 KERNEL_NAMES = tuple(_KERNELS)
@@ -375,13 +401,20 @@ def _check_combinations(command: str, cfg: dict) -> None:
         for spec in cfg["families"]:
             parse_family(spec)
     from_run = cfg.get("from_run")
-    if command == "critical" and from_run and not (Path(from_run) / "config.json").is_file():
-        raise ConfigError(f"from_run={cfg['from_run']}: not a saved run (no config.json)")
+    if command == "critical" and from_run:
+        if not (Path(from_run) / "config.json").is_file():
+            raise ConfigError(f"from_run={from_run}: not a saved run (no config.json)")
+        try:  # every file of the run checked now, not after the work has started
+            run = load_run(from_run)
+        except ValueError as err:
+            raise ConfigError(f"from_run={from_run}: {err}") from None
+        if run.command != "simulate" or "xs" not in run.arrays:
+            raise ConfigError(f"from_run={from_run}: a {run.command} run, need simulate")
 
 
 def parse_family(spec: str) -> tuple[str, dict]:
     """'weibull:p=3,sigma=2' -> ('weibull', {'p': 3.0, 'sigma': 2.0}), checked."""
-    from ._temperature import FAMILIES
+    from ._temperature import FAMILIES, _family_params
 
     name, _, rest = spec.partition(":")
     name = name.strip()
@@ -400,6 +433,12 @@ def parse_family(spec: str) -> tuple[str, dict]:
             params[key] = int(val) if key == "d" else float(val)
         except ValueError:
             raise ConfigError(f"families: {name}:{key} must be a number; got {val!r}") from None
+        if not math.isfinite(params[key]):
+            raise ConfigError(f"families: {name}:{key} must be finite; got {val!r}")
+    try:  # the family's own range checks (p > 0, |rho| < 1, ...), before anything runs
+        _family_params(name, params)
+    except ValueError as err:
+        raise ConfigError(f"families: {spec}: {err}") from None
     return name, params
 
 
@@ -460,8 +499,9 @@ class Progress:
 @dataclasses.dataclass
 class Run:
     """A saved run: `path`, `command`, `config` (resolved), `environment`, `arrays` (dict
-    of NumPy arrays), `results` (dict). `run["xs"]` reads an array; `run.trajectory` is the
-    saved `Trajectory` of a simulate run."""
+    of NumPy arrays), `results` (dict), `rerunnable` (False for runs saved from Python by
+    `save_run`). `run["xs"]` reads an array; `run.trajectory` is the saved `Trajectory`
+    (runs with arrays `ts` and `xs`)."""
 
     path: Path
     command: str
@@ -469,6 +509,7 @@ class Run:
     environment: dict
     arrays: dict
     results: dict
+    rerunnable: bool = True
 
     def __getitem__(self, name: str) -> np.ndarray:
         return self.arrays[name]
@@ -501,67 +542,335 @@ def _jsonable(x):
     return x
 
 
-def save_run(
-    out, command: str, config: dict, arrays: dict, results: dict, environment: dict
+def _file_entry(path: Path, digest: bool) -> dict:
+    entry = {"bytes": path.stat().st_size}
+    if digest:
+        entry["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return entry
+
+
+def write_run_files(
+    folder,
+    command: str,
+    config: dict,
+    arrays: dict,
+    results: dict,
+    environment: dict,
+    *,
+    rerunnable: bool = True,
 ) -> Path:
-    """Write config.json, arrays.npz and results.json into `out` (see the module doc)."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    """Write arrays.npz, results.json and, last, config.json (with the manifest of the
+    other two) into `folder`, which must be private to the caller (a `RunWriter` staging
+    folder): this does not make the write atomic, `RunWriter.commit` does."""
+    folder = Path(folder)
+    arrays_path = folder / "arrays.npz"
+    np.savez_compressed(arrays_path, **{k: np.asarray(v) for k, v in arrays.items()})
+    fault("save-arrays")
+    results_path = folder / "results.json"
+    results_path.write_text(json.dumps(_jsonable(results), indent=2) + "\n")
+    fault("save-results")
     meta = {
         "format": FORMAT,
         "version": VERSION,
         "command": command,
+        "rerunnable": bool(rerunnable),
         "config": _jsonable(config),
         "environment": _jsonable(environment),
+        "files": {
+            "arrays.npz": _file_entry(arrays_path, digest=False),
+            "results.json": _file_entry(results_path, digest=True),
+        },
     }
-    (out / "config.json").write_text(json.dumps(meta, indent=2) + "\n")
-    np.savez_compressed(out / "arrays.npz", **{k: np.asarray(v) for k, v in arrays.items()})
-    (out / "results.json").write_text(json.dumps(_jsonable(results), indent=2) + "\n")
-    return out
+    (folder / "config.json").write_text(json.dumps(meta, indent=2) + "\n")
+    fault("save-config")
+    return folder
+
+
+def _python_environment(arrays: dict, config: dict) -> dict:
+    import jax
+
+    floats = [np.asarray(v).dtype for v in arrays.values() if np.asarray(v).dtype.kind == "f"]
+    x64 = bool(jax.config.jax_enable_x64)
+    env = environment(jax.devices()[0], {"x64": x64, "seed": config.get("seed")})
+    env["dtype"] = str(floats[0]) if floats else env["dtype"]
+    return env
+
+
+def save_run(
+    folder,
+    arrays=None,
+    results: dict | None = None,
+    *,
+    config: dict | None = None,
+    figures: dict | None = None,
+    command: str = "python",
+    overwrite: bool = False,
+) -> Run:
+    """Save results computed in Python as a run folder, the counterpart of `load_run`.
+
+    The folder gets the same files as a `meanfield` command's run (config.json,
+    arrays.npz, results.json, figures), written into a staging sibling and moved into
+    place atomically, under the folder's lock. Its config.json records
+    `"rerunnable": false`: `meanfield rerun` refuses it (it has no workflow to re-execute),
+    while `load_run`, `compare_runs` and the figures work as for any run.
+
+    **Arguments:**
+
+    - `folder`: the run folder to create. An existing, non-empty folder is refused
+      (`ValueError`) unless `overwrite=True`, which replaces it as a whole (only a folder
+      that is a run or empty: never an arbitrary folder).
+    - `arrays`: a dict of name -> array (NumPy or JAX; saved losslessly), or a
+      `Trajectory` (saved as `ts`, `xs`, so `load_run(folder).trajectory` gives it back).
+    - `results`: a JSON-able dict of the run's numbers (NumPy / JAX scalars and arrays are
+      converted).
+    - `config`: a JSON-able dict of the parameters that produced the run (free form),
+      stored as the run's `config`.
+    - `figures`: a dict of file name -> matplotlib Figure, saved into the folder (the
+      format by the name's suffix, as `plot.save`, which closes the figure) and listed
+      in `results["files"]`.
+    - `command`: the label stored as the run's command (default "python").
+    - `overwrite`: replace an existing run folder.
+
+    **Returns:**
+
+    The saved run, read back with `load_run`.
+    """
+    from ._integrate import Trajectory
+
+    if isinstance(arrays, Trajectory):
+        arrays = {"ts": arrays.ts, "xs": arrays.xs}
+    arrays = {} if arrays is None else arrays
+    if not isinstance(arrays, dict) or not all(isinstance(k, str) for k in arrays):
+        raise TypeError("`arrays` must be a dict of name -> array or a Trajectory")
+    arrays = {k: np.asarray(v) for k, v in arrays.items()}
+    for k, v in arrays.items():
+        if v.dtype == object:
+            raise TypeError(f"`arrays[{k!r}]` is not a numeric array (dtype object)")
+    results = dict(results or {})
+    config = dict(config or {})
+    if command in WORKFLOWS or command in ("demo", "rerun", "resume"):
+        raise ValueError(f"`command`={command!r} is a meanfield command; use another label")
+    json.dumps(_jsonable(results)), json.dumps(_jsonable(config))  # fail before writing
+    figures = dict(figures or {})
+    with RunWriter(folder, overwrite=overwrite, flag="overwrite=True", what="folder") as writer:
+        if figures:
+            from . import plot
+
+            names = []
+            for name, fig in figures.items():
+                plot.save(fig, writer.path / name)
+                names.append(name)
+            results["files"] = list(results.get("files", [])) + names
+        env = _python_environment(arrays, config)
+        write_run_files(writer.path, command, config, arrays, results, env, rerunnable=False)
+        writer.commit()
+    return load_run(writer.out)
+
+
+class _Replaced(Exception):
+    """The folder was replaced (an --overwrite commit) while it was being read."""
+
+
+class _Snapshot:
+    """Files of one run folder opened through a descriptor of the folder itself, so that
+    every file comes from the same folder even if it is replaced meanwhile (a commit
+    swaps folders; it never changes files in place)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+
+    def replaced(self) -> bool:
+        try:
+            now = os.stat(self.path)
+        except FileNotFoundError:
+            return True
+        mine = os.fstat(self.fd)
+        return (now.st_ino, now.st_dev) != (mine.st_ino, mine.st_dev)
+
+    def open(self, name: str, what: str):
+        try:
+            return open(name, "rb", opener=lambda p, flags: os.open(p, flags, dir_fd=self.fd))
+        except FileNotFoundError:
+            if self.replaced():
+                raise _Replaced from None
+            raise RunFolderError(f"{self.path / name}: missing ({what})") from None
+        except IsADirectoryError:
+            raise RunFolderError(f"{self.path / name}: a folder, not a file") from None
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+def _parse_json(f, path: Path):
+    try:
+        return json.loads(f.read().decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise RunFolderError(f"{path}: cannot read ({err})") from None
+    except ValueError as err:
+        raise RunFolderError(f"{path}: corrupt or truncated JSON ({err})") from None
+
+
+def _read_json(path: Path, what: str):
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise RunFolderError(f"{path}: missing ({what})") from None
+    except OSError as err:
+        raise RunFolderError(f"{path}: cannot read ({err})") from None
+    return _parse_json(io.BytesIO(data), path)
+
+
+def _check_manifest(f, path: Path, entry) -> None:
+    if not isinstance(entry, dict):
+        return
+    size = os.fstat(f.fileno()).st_size
+    if "bytes" in entry and size != entry["bytes"]:
+        raise RunFolderError(
+            f"{path}: {size} bytes, config.json says {entry['bytes']} (the folder mixes "
+            "files of different runs, or the file was truncated or modified)"
+        )
+    if "sha256" in entry:
+        digest = hashlib.sha256(f.read()).hexdigest()
+        f.seek(0)
+        if digest != entry["sha256"]:
+            raise RunFolderError(
+                f"{path}: contents differ from config.json's checksum (the folder mixes "
+                "files of different runs, or the file was modified)"
+            )
 
 
 def load_run(path) -> Run:
-    """Read a run folder written by the `meanfield` command (or `save_run`)."""
+    """Read a run folder written by the `meanfield` command or by `save_run`.
+
+    **Arguments:**
+
+    - `path`: the run folder.
+
+    **Returns:**
+
+    A `Run` (`.config`, `.environment`, `.results`, `.arrays`; `run["xs"]`,
+    `run.trajectory`). Every file is checked first: a missing folder or file, truncated
+    JSON, a corrupt arrays.npz (bad zip, bad CRC) or a file that does not match the
+    config.json manifest raises a `ValueError` naming the file. A folder replaced by an
+    `--overwrite` while it is read gives the old run or the new one, never a mix.
+    """
     path = Path(path)
+    for _ in range(5):
+        if not path.exists() and not RunLock(path).busy():
+            recover(path)  # an --overwrite swap interrupted between its two renames
+        waited = 0.0
+        while not path.exists() and waited < 2.0 and RunLock(path).busy():
+            time.sleep(0.01)  # a live writer between the two renames of the fallback swap
+            waited += 0.01
+        if not path.exists():
+            raise RunFolderError(f"{path}: no such run folder")
+        if not path.is_dir():
+            raise RunFolderError(f"{path}: not a folder")
+        try:
+            snap = _Snapshot(path)
+        except FileNotFoundError:
+            continue
+        try:
+            return _load_snapshot(snap)
+        except _Replaced:
+            continue
+        finally:
+            snap.close()
+    raise RunFolderError(f"{path}: the folder kept being replaced while it was read")
+
+
+def _load_snapshot(snap: _Snapshot) -> Run:
+    path = snap.path
     cfg_path = path / "config.json"
-    if not cfg_path.is_file():
-        raise ValueError(f"{path}: not a saved run (no config.json)")
-    meta = json.loads(cfg_path.read_text())
-    if meta.get("format") != FORMAT:
-        raise ValueError(f"{cfg_path}: not a meanfield run config (format {meta.get('format')!r})")
-    if meta.get("version", 0) > VERSION:
-        raise ValueError(f"{cfg_path}: format version {meta['version']} is newer than {VERSION}")
-    arrays = {}
-    if (path / "arrays.npz").is_file():
-        with np.load(path / "arrays.npz") as data:
-            arrays = {k: data[k] for k in data.files}
+    try:
+        f = snap.open("config.json", "config")
+    except RunFolderError:
+        raise RunFolderError(f"{path}: not a saved run (no config.json)") from None
+    with f:
+        meta = _parse_json(f, cfg_path)
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        got = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise RunFolderError(f"{cfg_path}: not a meanfield run config (format {got!r})")
+    version = meta.get("version", 0)
+    if not isinstance(version, int) or version > VERSION:
+        raise RunFolderError(f"{cfg_path}: format version {version!r} is newer than {VERSION}")
+    for key, kind in (("command", str), ("config", dict)):
+        if not isinstance(meta.get(key), kind):
+            raise RunFolderError(f"{cfg_path}: no {key!r} entry ({kind.__name__})")
+    manifest = meta.get("files") if isinstance(meta.get("files"), dict) else {}
+    arrays_path = path / "arrays.npz"
+    with snap.open("arrays.npz", "the run is incomplete") as f:
+        _check_manifest(f, arrays_path, manifest.get("arrays.npz"))
+        try:
+            with np.load(f, allow_pickle=False) as data:
+                arrays = {k: data[k] for k in data.files}
+        except Exception as err:  # BadZipFile, bad CRC, truncated member, pickled objects
+            first = (str(err).splitlines() or [type(err).__name__])[0]
+            raise RunFolderError(
+                f"{arrays_path}: corrupt ({type(err).__name__}: {first})"
+            ) from None
     results_path = path / "results.json"
-    results = json.loads(results_path.read_text()) if results_path.is_file() else {}
-    return Run(path, meta["command"], meta["config"], meta.get("environment", {}), arrays, results)
+    with snap.open("results.json", "the run is incomplete") as f:
+        _check_manifest(f, results_path, manifest.get("results.json"))
+        results = _parse_json(f, results_path)
+    if not isinstance(results, dict):
+        raise RunFolderError(f"{results_path}: expected a JSON object")
+    return Run(
+        path,
+        meta["command"],
+        meta["config"],
+        meta.get("environment", {}),
+        arrays,
+        results,
+        bool(meta.get("rerunnable", True)),
+    )
+
+
+def sub_runs(path) -> list[Path]:
+    """`path` and every run folder below it (a demo holds one per section), sorted."""
+    path = Path(path)
+    found = {p.parent for p in path.rglob("config.json")} | {path}
+    return sorted(found)
+
+
+def check_run_tree(path) -> list[Run]:
+    """`load_run` on `path` and on every run folder below it: all files checked."""
+    return [load_run(p) for p in sub_runs(path)]
 
 
 def compare_runs(a, b) -> list[str]:
-    """Differences between the arrays of two run folders (recursively); [] if identical."""
+    """Differences between the arrays of two run folders (recursively); [] if identical.
+
+    Every arrays.npz of either folder is compared array by array (names, dtypes, shapes
+    and bits; NaNs equal): one line per difference, naming the file and the array."""
     a, b = Path(a), Path(b)
     problems = []
-    files = sorted(p.relative_to(a) for p in a.rglob("arrays.npz"))
-    if not files:
+    files_a = {p.relative_to(a) for p in a.rglob("arrays.npz")}
+    files_b = {p.relative_to(b) for p in b.rglob("arrays.npz")}
+    if not files_a:
         return [f"{a}: no arrays.npz to compare"]
-    for rel in files:
-        if not (b / rel).is_file():
+    for rel in sorted(files_b - files_a):
+        problems.append(f"{rel}: missing in {a}")
+    for rel in sorted(files_a):
+        if rel not in files_b:
             problems.append(f"{rel}: missing in {b}")
             continue
-        with np.load(a / rel) as x, np.load(b / rel) as y:
+        with np.load(a / rel, allow_pickle=False) as x, np.load(b / rel, allow_pickle=False) as y:
             for key in sorted(set(x.files) | set(y.files)):
                 if key not in x.files or key not in y.files:
-                    problems.append(f"{rel}:{key}: present in only one run")
+                    where = a if key in x.files else b
+                    problems.append(f"{rel}:{key}: present only in {where}")
                     continue
                 u, v = x[key], y[key]
                 if u.dtype != v.dtype or u.shape != v.shape:
                     problems.append(f"{rel}:{key}: {u.dtype}{u.shape} vs {v.dtype}{v.shape}")
                 elif not np.array_equal(u, v, equal_nan=u.dtype.kind in "fc"):
-                    diff = np.max(np.abs(u.astype(np.float64) - v.astype(np.float64)))
-                    problems.append(f"{rel}:{key}: differs (max abs difference {diff:.3g})")
+                    if u.dtype.kind in "biufc":
+                        diff = np.max(np.abs(u.astype(np.float64) - v.astype(np.float64)))
+                        problems.append(f"{rel}:{key}: differs (max abs difference {diff:.3g})")
+                    else:
+                        problems.append(f"{rel}:{key}: differs")
     return problems
 
 
@@ -569,7 +878,7 @@ def count_arrays(path) -> int:
     """Number of arrays in all arrays.npz files under `path`."""
     total = 0
     for p in Path(path).rglob("arrays.npz"):
-        with np.load(p) as data:
+        with np.load(p, allow_pickle=False) as data:
             total += len(data.files)
     return total
 
@@ -656,6 +965,16 @@ def cluster_tolerance(cfg: dict, beta: float) -> float:
     return float(min(0.1 / math.sqrt(beta), 0.2)) if tol == "auto" else float(tol)
 
 
+@dataclasses.dataclass(frozen=True)
+class Checkpointing:
+    """Where and how often a workflow checkpoints (`--checkpoint-every`): the folder, the
+    steps between checkpoints and the PRNG key kept with the state."""
+
+    directory: Path
+    every: int
+    key: Any = None
+
+
 def _divisor_at_least(total: int, low: int) -> int:
     return next(k for k in range(max(low, 1), total + 1) if total % k == 0)
 
@@ -671,11 +990,15 @@ def integrate_chunked(
     m=None,
     progress=None,
     max_chunks: int = 50,
+    checkpoint: Checkpointing | None = None,
 ):
     """`integrate` run from Python in equal chunks of whole saves, so a progress line can
     advance between jitted chunks (one compilation: every chunk has the same length).
+    With `checkpoint`, chunks of `checkpoint.every` steps and the state saved after each
+    (`integrate_checkpointed`; resumes from an existing checkpoint).
 
-    Returns a Trajectory with steps // save_every + 1 states, like `integrate`.
+    Returns a Trajectory with steps // save_every + 1 states, like `integrate` (the same
+    bits: chunk boundaries do not change them).
     """
     import jax.numpy as jnp
 
@@ -683,6 +1006,22 @@ def integrate_chunked(
 
     if steps % save_every:
         raise ValueError(f"steps={steps} must be a multiple of save_every={save_every}")
+    if checkpoint is not None:
+        from ._checkpoint import integrate_checkpointed
+
+        return integrate_checkpointed(
+            model,
+            X0,
+            dt=dt,
+            steps=steps,
+            save_every=save_every,
+            method=method,
+            m=m,
+            checkpoint_dir=checkpoint.directory,
+            checkpoint_every=checkpoint.every,
+            key=checkpoint.key,
+            progress=progress,
+        )
     saves = steps // save_every
     per = _divisor_at_least(saves, -(-saves // max_chunks))
     X, parts = X0, [X0[None]]
@@ -762,8 +1101,9 @@ def _save_fig(fig, out: Path, name: str, files: list) -> None:
 # ----------------------------------------------------------------------------- simulate
 
 
-def run_simulate(cfg: dict, out: Path, quiet: bool = False):
-    """Simulate one system from uniform initial data; arrays ts, xs, energy."""
+def run_simulate(cfg: dict, out: Path, quiet: bool = False, checkpoint=None):
+    """Simulate one system from uniform initial data; arrays ts, xs, energy.
+    `checkpoint` (a `Checkpointing`): save the state periodically, resume from it."""
     import jax
     import jax.random as jr
 
@@ -782,6 +1122,7 @@ def run_simulate(cfg: dict, out: Path, quiet: bool = False):
             save_every=cfg["save_every"],
             method=cfg["method"],
             progress=bar,
+            checkpoint=checkpoint,
         )
     energy = _energies(model, traj.xs)
     final = traj.xs[-1]
@@ -1209,27 +1550,184 @@ WORKFLOWS: dict[str, Callable] = {
 }
 
 
-def execute(command: str, config: dict, out, *, quiet: bool = False, checked: bool = False):
-    """Validate `config` (unless `checked`), run the workflow on the chosen device and
-    precision, and save the run into `out`. Returns the loaded `Run`."""
+CHECKPOINTED = ("simulate",)
+RESUME_RECORD = "run.json"
+
+
+def checkpoint_dir(out) -> Path:
+    """Where a run into `out` started with `--checkpoint-every` keeps its checkpoint:
+    the hidden sibling ``.NAME.checkpoint`` (deleted once the run is in place)."""
+    out = Path(out)
+    out = out.resolve() if out.name in ("", ".", "..") else out
+    return out.parent / f".{out.name}.checkpoint"
+
+
+def _checkpoint_every(command: str, cfg: dict, every) -> int:
+    if every is None or every == 0:
+        return 0
+    if command not in CHECKPOINTED:
+        raise ConfigError(
+            f"--checkpoint-every: `meanfield {command}` does not checkpoint (only "
+            f"{', '.join(CHECKPOINTED)})"
+        )
+    every = coerce("--checkpoint-every", Option("int", 0, "", minimum=1), every, from_text=True)
+    if every % cfg["save_every"]:
+        raise ConfigError(
+            f"--checkpoint-every={every} must be a multiple of save_every={cfg['save_every']}"
+        )
+    return every
+
+
+def _describe_checkpoint(ck_dir: Path) -> str:
+    from ._checkpoint import CHECKPOINT_FILE, load_checkpoint
+
+    if not (ck_dir / CHECKPOINT_FILE).is_file():
+        return "before its first checkpoint"
+    try:
+        ck = load_checkpoint(ck_dir)
+    except ValueError as err:
+        raise RunFolderError(str(err)) from None
+    return f"at step {ck.step} of {ck.steps}"
+
+
+def execute(
+    command: str,
+    config: dict,
+    out,
+    *,
+    quiet: bool = False,
+    checked: bool = False,
+    overwrite: bool = False,
+    checkpoint_every: int | None = None,
+    resume: bool = False,
+) -> Run:
+    """Validate `config` (unless `checked`), check that `out` may be written (refused if
+    it exists, unless `overwrite`; locked against a second writer), run the workflow on
+    the chosen device and precision, and save the run into `out` atomically. Every check
+    comes before anything is compiled. Returns the loaded `Run`.
+
+    `checkpoint_every` (simulate): save the state every this many steps into
+    `checkpoint_dir(out)`, so that `resume_run(out)` can continue a killed run; `resume`
+    is how `resume_run` continues from that checkpoint.
+    """
     import jax
 
     cfg = config if checked else resolve_config(command, config)
+    every = _checkpoint_every(command, cfg, checkpoint_every)
     device = select_device(cfg["device"])
-    with jax.enable_x64(bool(cfg["x64"])), jax.default_device(device):
-        return _run_and_save(command, cfg, Path(out), device, quiet)
+    out = Path(out)
+    ck_dir = checkpoint_dir(out)
+    with RunWriter(out, overwrite=overwrite) as writer:
+        if ck_dir.exists() and not resume:
+            if not overwrite:
+                raise RunFolderError(
+                    f"{out}: an interrupted run left a checkpoint "
+                    f"({_describe_checkpoint(ck_dir)}) in {ck_dir}; `meanfield resume {out}` "
+                    "continues it, --overwrite discards it"
+                )
+            shutil.rmtree(ck_dir)
+        checkpoint = None
+        if every:
+            if not resume:
+                record = {
+                    "command": command,
+                    "config": _jsonable(cfg),
+                    "checkpoint_every": every,
+                    "overwrite": bool(overwrite),
+                    "out": str(out),
+                }
+                ck_dir.mkdir(parents=True, exist_ok=True)
+                text = json.dumps(record, indent=2) + "\n"
+                write_atomic(ck_dir / RESUME_RECORD, lambda p: Path(p).write_text(text))
+            key = np.asarray(jax.random.PRNGKey(cfg["seed"]))  # the PRNG state of the run
+            checkpoint = Checkpointing(ck_dir, every, key=key)
+        with jax.enable_x64(bool(cfg["x64"])), jax.default_device(device):
+            _run_and_save(command, cfg, writer.path, device, quiet, checkpoint)
+        writer.commit()
+        shutil.rmtree(ck_dir, ignore_errors=True)
+    return load_run(writer.out)
 
 
-def _run_and_save(command: str, cfg: dict, out: Path, device, quiet: bool) -> Run:
-    out.mkdir(parents=True, exist_ok=True)
+def resume_info(out) -> dict:
+    """What `resume_run(out)` would continue: the command, config, `checkpoint_every`,
+    `overwrite`, and `step` of `steps` done; `complete` if `out` already holds the
+    finished run. A folder with nothing to resume raises a `ValueError` (one line)."""
+    out = Path(out)
+    ck_dir = checkpoint_dir(out)
+    record_path = ck_dir / RESUME_RECORD
+    if not record_path.is_file():
+        if (out / "config.json").is_file():
+            raise RunFolderError(f"{out}: a complete run; nothing to resume")
+        raise RunFolderError(
+            f"{out}: nothing to resume (no checkpoint {ck_dir}; only runs started with "
+            "--checkpoint-every can be resumed)"
+        )
+    info = _read_json(record_path, "resume record")
+    if not isinstance(info, dict) or not {"command", "config", "checkpoint_every"} <= set(info):
+        raise RunFolderError(f"{record_path}: not a meanfield resume record")
+    from ._checkpoint import CHECKPOINT_FILE, load_checkpoint
+
+    info["step"], info["steps"] = 0, info["config"].get("steps")
+    if (ck_dir / CHECKPOINT_FILE).is_file():
+        try:
+            ck = load_checkpoint(ck_dir)
+        except ValueError as err:
+            raise RunFolderError(str(err)) from None
+        info["step"], info["steps"] = ck.step, ck.steps
+    info["complete"] = False
+    if info["step"] == info["steps"] and (out / "config.json").is_file():
+        # killed after the run was moved into place, before the checkpoint was deleted
+        with contextlib.suppress(ValueError):
+            info["complete"] = load_run(out).config == info["config"]
+    info["checkpoint_dir"] = str(ck_dir)
+    return info
+
+
+def resume_run(out, *, quiet: bool = False) -> Run:
+    """Continue a run into `out` that was started with `checkpoint_every` and killed:
+    from its last checkpoint to the same final state, bit for bit, as the uninterrupted
+    run, saved into `out` atomically as usual.
+
+    **Arguments:**
+
+    - `out`: the run's output folder (its checkpoint is `checkpoint_dir(out)`).
+    - `quiet`: no progress line.
+
+    **Returns:**
+
+    The saved `Run`. `resume_info(out)` tells how far the killed run got; a folder with
+    nothing to resume raises a `ValueError` naming it.
+    """
+    out = Path(out)
+    info = resume_info(out)
+    if info["complete"]:
+        shutil.rmtree(info["checkpoint_dir"], ignore_errors=True)
+        return load_run(out)
+    source = str(checkpoint_dir(out) / RESUME_RECORD)
+    cfg = resolve_config(info["command"], info["config"], source=source)
+    return execute(
+        info["command"],
+        cfg,
+        out,
+        quiet=quiet,
+        checked=True,
+        overwrite=bool(info.get("overwrite", False)),
+        checkpoint_every=info["checkpoint_every"],
+        resume=True,
+    )
+
+
+def _run_and_save(command: str, cfg: dict, out: Path, device, quiet: bool, checkpoint=None) -> None:
+    """Run the workflow into the (private, staging) folder `out` and write its files."""
     start = time.perf_counter()
     if command == "demo":
         from ._demo import run_demo
 
         arrays, results = run_demo(out, cfg, quiet=quiet)
+    elif checkpoint is not None:
+        arrays, results = WORKFLOWS[command](cfg, out, quiet, checkpoint=checkpoint)
     else:
         arrays, results = WORKFLOWS[command](cfg, out, quiet)
     env = environment(device, cfg)
     env["seconds"] = time.perf_counter() - start
-    save_run(out, command, cfg, arrays, results, env)
-    return load_run(out)
+    write_run_files(out, command, cfg, arrays, results, env)

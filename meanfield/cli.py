@@ -6,14 +6,16 @@
     meanfield critical --d 2 --beta 5 --out crit1    (or --mode localisation)
     meanfield temperature --families gaussian weibull:p=3 --ns 256 4096 --out temp1
     meanfield rerun run1                              re-execute run1/config.json, compare arrays
+    meanfield simulate ... --checkpoint-every 500 --out big; meanfield resume big
     meanfield transformer [--text FILE] --out DIR     MiniLM diagnostics (extra `transformer`)
 
 Every option of simulate / sweep / critical / temperature / demo can also come from a TOML or
 JSON file (`--config FILE`, keys as in the saved config.json, flags override the file). The
 resolved config, with the JAX version, device, dtype and seed, is written to OUT/config.json
-next to arrays.npz and results.json (format: `meanfield._runs`). Bad flags or config values
-give a one-line error and exit code 2 before anything is compiled (MEANFIELD_DEBUG=1 shows
-tracebacks).
+next to arrays.npz and results.json (format: `meanfield._runs`), atomically: an existing OUT
+is refused unless --overwrite (which replaces it whole), and a second run into the same OUT
+fails at once. Bad flags or config values give a one-line error and exit code 2 before
+anything is compiled (MEANFIELD_DEBUG=1 shows tracebacks).
 """
 
 from __future__ import annotations
@@ -25,8 +27,10 @@ import sys
 from pathlib import Path
 
 from ._runs import (
+    CHECKPOINTED,
     SCHEMAS,
     ConfigError,
+    check_run_tree,
     coerce,
     compare_runs,
     count_arrays,
@@ -34,6 +38,8 @@ from ._runs import (
     load_run,
     read_config_file,
     resolve_config,
+    resume_info,
+    resume_run,
 )
 
 EXAMPLES = {
@@ -111,6 +117,21 @@ def _add_run_command(sub, command: str, helptext: str, out: str) -> None:
     p.add_argument("--out", default=out, help=f"output folder (default {out})")
     p.add_argument("--config", default=None, metavar="FILE", help="TOML or JSON config file")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace --out if it already holds a run (the whole folder; refused otherwise)",
+    )
+    if command in CHECKPOINTED:
+        p.add_argument(
+            "--checkpoint-every",
+            dest="checkpoint_every",
+            type=_positive_int,
+            default=0,
+            metavar="K",
+            help="save the state every K steps (a multiple of save_every), so that "
+            "`meanfield resume OUT` can continue a killed run (default: no checkpoints)",
+        )
     if command == "demo":
         p.add_argument(
             "--quick",
@@ -146,7 +167,15 @@ def _scalars(results: dict) -> dict:
 
 def _run_command(args) -> int:
     cfg = _config_from_args(args.command, args)
-    run = execute(args.command, cfg, args.out, quiet=args.quiet, checked=True)
+    run = execute(
+        args.command,
+        cfg,
+        args.out,
+        quiet=args.quiet,
+        checked=True,
+        overwrite=args.overwrite,
+        checkpoint_every=getattr(args, "checkpoint_every", 0),
+    )
     seconds = run.environment.get("seconds", 0.0)
     if args.command == "demo":
         print(json.dumps(run.results.get("headline", {}), indent=2))
@@ -162,12 +191,22 @@ def _run_command(args) -> int:
 
 def _rerun(args) -> int:
     src = Path(args.dir)
+    check_run_tree(src)  # every file of every (sub-)run, before anything is computed
     run = load_run(src)
+    if not run.rerunnable:
+        raise ConfigError(
+            f"{src} was saved from Python by save_run (command {run.command!r}); only runs "
+            "written by a meanfield command can be rerun"
+        )
+    if run.command not in SCHEMAS:
+        raise ConfigError(f"{src / 'config.json'}: unknown command {run.command!r}")
+    if count_arrays(src) == 0:
+        raise ConfigError(f"{src}: no arrays to compare (every arrays.npz is empty)")
     out = Path(args.out) if args.out else src.with_name(src.name + "-rerun")
     if out.resolve() == src.resolve():
         raise ConfigError("--out must differ from the run folder (the rerun is compared to it)")
     cfg = resolve_config(run.command, run.config, source=f"{src / 'config.json'}")
-    new = execute(run.command, cfg, out, quiet=args.quiet, checked=True)
+    new = execute(run.command, cfg, out, quiet=args.quiet, checked=True, overwrite=args.overwrite)
     for key in ("jax", "jaxlib", "backend", "device_kind", "meanfield"):
         old, now = run.environment.get(key), new.environment.get(key)
         if old != now:
@@ -179,6 +218,28 @@ def _rerun(args) -> int:
         print(f"meanfield rerun: {out} does NOT reproduce {src} bit for bit", file=sys.stderr)
         return 1
     print(f"reproduced bit-for-bit: {count_arrays(src)} arrays identical ({src} vs {out})")
+    return 0
+
+
+def _resume(args) -> int:
+    out = Path(args.dir)
+    info = resume_info(out)
+    step, steps = info["step"], info["steps"]
+    if info["complete"]:
+        resume_run(out, quiet=True)
+        print(f"meanfield resume: {out} was already complete ({steps} steps); nothing to do")
+        return 0
+    print(
+        f"meanfield resume: {out}: the killed `meanfield {info['command']}` got to step {step} "
+        f"of {steps} ({100 * step / steps:.0f}%); continuing",
+        file=sys.stderr,
+    )
+    run = resume_run(out, quiet=args.quiet)
+    seconds = run.environment.get("seconds", 0.0)
+    print(
+        f"meanfield resume: steps {step}..{steps} done; config.json, arrays.npz and "
+        f"results.json written to {run.path} in {seconds:.1f} s"
+    )
     return 0
 
 
@@ -275,7 +336,24 @@ def build_parser() -> argparse.ArgumentParser:
     rerun.add_argument("dir", help="a run folder written by meanfield")
     rerun.add_argument("--out", default=None, help="where to rerun (default DIR-rerun)")
     rerun.add_argument("--quiet", action="store_true", help="no progress output")
+    rerun.add_argument(
+        "--overwrite", action="store_true", help="replace --out if it already holds a run"
+    )
     rerun.set_defaults(func=_rerun)
+
+    res = sub.add_parser(
+        "resume",
+        help="continue a killed run started with --checkpoint-every from its last checkpoint",
+        description="Continue a run into DIR that was started with --checkpoint-every K and "
+        "killed: from its last checkpoint to the same final state, bit for bit, as the "
+        "uninterrupted run.\n\nExample:\n"
+        "  meanfield simulate --n 4096 --steps 100000 --checkpoint-every 5000 --out big\n"
+        "  (killed)\n  meanfield resume big",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    res.add_argument("dir", help="the --out folder of the killed run")
+    res.add_argument("--quiet", action="store_true", help="no progress output")
+    res.set_defaults(func=_resume)
 
     trf = sub.add_parser(
         "transformer",

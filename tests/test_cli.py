@@ -17,7 +17,7 @@ from meanfield.cli import main
 SMALL = ["--n", "16", "--d", "3", "--beta", "2", "--steps", "20", "--save-every", "5"]
 
 
-def test_demo_quick_writes_every_promised_file(tmp_path):
+def test_demo_quick_writes_every_promised_file(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--quick", "--quiet"]) == 0
     summary = json.loads((out / "summary.json").read_text())
@@ -39,6 +39,14 @@ def test_demo_quick_writes_every_promised_file(tmp_path):
     assert head["certified_d3"]["residual"] < 1e-10  # Newton-refined to a critical point
     assert max(head["repulsive_largest_mass_vs_beta"].values()) <= 1.0
     assert summary["meta"]["seconds"] > 0  # recorded (speed lives in benchmarks/, not here)
+    # a second demo into the same folder is refused (before running) unless --overwrite
+    capsys.readouterr()
+    assert main(["demo", "--out", str(out), "--quick", "--quiet"]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert (out / "report.md").read_text() == report
+    hidden = [p for p in out.rglob(".*")]  # sections' locks and staging folders are gone
+    assert hidden == [], hidden
+    assert sorted(p.name for p in out.parent.iterdir()) == ["demo"]  # no lock, no staging
 
 
 def test_simulate_then_rerun_is_bit_for_bit(tmp_path, capsys):
@@ -110,7 +118,7 @@ BAD_FLAGS = [
     (["temperature", "--families", "weibull:q=2"], "weibull"),
     (["simulate", "--device", "tpu"], "device"),
     (["critical", "--from-run", "/nonexistent/run"], "from_run"),
-    (["rerun", "/nonexistent/run"], "config.json"),
+    (["rerun", "/nonexistent/run"], "no such run folder"),
 ]
 
 BAD_FILES = [
@@ -163,7 +171,8 @@ def test_console_error_has_no_traceback():
 
 
 @pytest.mark.parametrize(
-    "command", ["demo", "simulate", "sweep", "critical", "temperature", "rerun", "transformer"]
+    "command",
+    ["demo", "simulate", "sweep", "critical", "temperature", "rerun", "resume", "transformer"],
 )
 def test_help_on_every_subcommand(command, capsys):
     assert main([command, "--help"]) == 0
