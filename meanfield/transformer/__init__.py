@@ -24,6 +24,7 @@ from ._diagnostics import (
     masked_critical_beta,
     particle_view,
     plot_diagnostics,
+    plot_long_context,
     run_diagnostics,
     stdlib_text,
     time_forward,
@@ -37,6 +38,14 @@ from ._load import (
     minilm_files,
     package_path,
 )
+from ._long_context import (
+    LAW_NAMES,
+    fit_laws,
+    long_context_diagnostics,
+    practical_scalings,
+    row_positions,
+    sampled_rows_critical_beta,
+)
 from .checkpoint import ARCHITECTURES, Decoder, load_checkpoint
 from .gpt2 import GPT2, GPT2Config
 from .llama import Llama, LlamaConfig, rope_frequencies
@@ -46,6 +55,7 @@ __all__ = [
     "DEFAULT_LENGTHS",
     "GPT2",
     "INSTALL_LINE",
+    "LAW_NAMES",
     "AttentionMaps",
     "Bert",
     "BertEncoder",
@@ -54,7 +64,13 @@ __all__ = [
     "GPT2Config",
     "Llama",
     "LlamaConfig",
+    "fit_laws",
     "load_checkpoint",
+    "long_context_diagnostics",
+    "plot_long_context",
+    "practical_scalings",
+    "row_positions",
+    "sampled_rows_critical_beta",
     "rope_frequencies",
     "BertConfig",
     "BertOutput",

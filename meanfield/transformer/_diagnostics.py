@@ -57,6 +57,7 @@ __all__ = [
     "masked_critical_beta",
     "particle_view",
     "plot_diagnostics",
+    "plot_long_context",
     "run_diagnostics",
     "stdlib_text",
     "time_forward",
@@ -675,4 +676,84 @@ def plot_diagnostics(summary: dict) -> dict:
         ax.legend(fontsize=7)
     fig.tight_layout()
     figs["particles"] = fig
+    return figs
+
+
+def plot_long_context(result: dict) -> dict:
+    """Figures of `long_context_diagnostics` output: {name: Figure}.
+
+    ``critical_ratio``: heat map of log2(beta_model / beta*_n) per layer and head at the
+    longest n; ``beta_star``: beta*_n(n) (median over each layer's heads, and every head
+    faintly) with the fitted laws c sqrt(log n), c log n, c (log n)^2 of the median head;
+    ``logit_scale``: the recommended s(n) per head and its median, against log-n scaling
+    and YaRN's (0.1 ln(n / n_train) + 1)^2.
+    """
+    import matplotlib.pyplot as plt
+
+    from ._long_context import LAW_NAMES, fit_laws
+
+    figs = {}
+    beta = result["beta_model"]
+    ratio = np.asarray(result["ratio_longest"], float)
+    L, H = ratio.shape
+    fig, ax = plt.subplots(figsize=(max(5, 0.5 * H + 2), max(3, 0.4 * L + 1.5)))
+    im = ax.imshow(np.log2(ratio), cmap="RdBu_r", vmin=-3, vmax=3, aspect="auto")
+    if L * H <= 400:
+        for (li, a), v in np.ndenumerate(ratio):
+            ax.text(a, li, f"{v:.2f}", ha="center", va="center", fontsize=6)
+    ax.set_xlabel("head")
+    ax.set_ylabel("layer")
+    n_last = float(np.asarray(result["bin_n"])[-1])
+    ax.set_title(f"beta_model / beta*_n at n ~ {n_last:.0f} keys (>1: above critical)")
+    fig.colorbar(im, ax=ax, label="log2 ratio")
+    fig.tight_layout()
+    figs["critical_ratio"] = fig
+
+    n = np.asarray(result["bin_n"], float)
+    med = np.asarray(result["beta_star_bins"], float)
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    cmap = plt.get_cmap("viridis")
+    for li in range(L):
+        colour = cmap(li / max(L - 1, 1))
+        for a in range(H):
+            ax.loglog(n, med[li, a], color=colour, lw=0.4, alpha=0.3)
+        ax.loglog(n, np.nanmedian(med[li], axis=0), "o-", ms=3, color=colour, label=f"layer {li}")
+    overall = np.nanmedian(med.reshape(-1, n.size), axis=0)
+    fit = fit_laws(n, overall)
+    nn = np.geomspace(n[0], n[-1], 64)
+    laws = {"sqrt_log": np.sqrt(np.log(nn)), "log": np.log(nn), "log_squared": np.log(nn) ** 2}
+    for i, name in enumerate(LAW_NAMES):
+        c = fit["constants"][i]
+        ax.loglog(nn, c * laws[name], "--", lw=1, label=f"{c:.3g} {name} (rms {fit['rms'][i]:.2f})")
+    ax.axhline(beta, color="k", lw=0.8, label="beta_model")
+    ax.set_xlabel("keys seen by the query, n")
+    ax.set_ylabel("beta*_n (median per bin)")
+    ax.set_title(f"{result['model']}: critical scale of causal rows")
+    ax.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    figs["beta_star"] = fig
+
+    grid = np.asarray(result["s_grid"], float)
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    rec = np.asarray(result["s_recommended"], float).reshape(-1, grid.size)
+    for row in rec:
+        ax.semilogx(grid, row, color="tab:blue", lw=0.4, alpha=0.25)
+    ax.semilogx(
+        grid,
+        result["s_median"],
+        color="tab:blue",
+        lw=2.5,
+        label=f"recommended, median head (gamma = {result['gamma_median']:.2f})",
+    )
+    ax.semilogx(grid, result["s_log_n"], "k--", label="log-n scaling log n / log n_train")
+    ax.semilogx(grid, result["s_yarn"], "r:", lw=2, label="YaRN (0.1 ln(n/n_train) + 1)^2")
+    ax.axvline(result["n_train"], color="gray", lw=0.8)
+    ax.axvline(result["n_tokens"], color="gray", lw=0.8, ls=":")
+    ax.set_xlabel("sequence length n")
+    ax.set_ylabel("logit scale s(n)")
+    ax.set_ylim(0, max(3.0, float(np.nanmax(result["s_median"])) * 1.1))
+    ax.set_title("scale keeping each head at its training-length critical ratio")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    figs["logit_scale"] = fig
     return figs
