@@ -45,6 +45,7 @@ from ._long_context import (
     practical_scalings,
     row_positions,
     sampled_rows_critical_beta,
+    text_ids,
 )
 from .checkpoint import ARCHITECTURES, Decoder, load_checkpoint
 from .gpt2 import GPT2, GPT2Config
@@ -71,6 +72,7 @@ __all__ = [
     "practical_scalings",
     "row_positions",
     "sampled_rows_critical_beta",
+    "text_ids",
     "rope_frequencies",
     "BertConfig",
     "BertOutput",

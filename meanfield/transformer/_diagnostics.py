@@ -169,7 +169,7 @@ def _row_stats(logits: Float[Array, "L H n n"], beta: float):
     return bstar, sigma, ent, pm
 
 
-def length_sweep(model, text: str, lengths=DEFAULT_LENGTHS) -> dict[str, np.ndarray]:
+def length_sweep(model, text: str, lengths=DEFAULT_LENGTHS, progress=None) -> dict[str, np.ndarray]:
     """Run the model on `text` cut to each length n and summarise every head's rows.
 
     Returns numpy arrays (N lengths, L, H) of medians over the query rows: `beta_star`,
@@ -179,6 +179,8 @@ def length_sweep(model, text: str, lengths=DEFAULT_LENGTHS) -> dict[str, np.ndar
     """
     out = {k: [] for k in ("n", "beta_star", "sigma", "entropy_frac", "p_max", "above_frac")}
     for length in lengths:
+        if progress is not None:
+            progress(1)
         maps = model.attention(text, max_tokens=int(length))
         n = len(maps.tokens)
         if out["n"] and n == out["n"][-1]:
@@ -436,6 +438,7 @@ def run_diagnostics(
     cos_threshold: float = 0.9,
     timing: bool = True,
     figures: bool = True,
+    progress=None,
 ) -> dict:
     """The whole study on one text: returns a JSON-able summary (and writes it to `out`).
 
@@ -444,6 +447,7 @@ def run_diagnostics(
         text: English text (default `stdlib_text()`).
         lengths: token counts of the sweep; the longest one is "the longest sequence".
         out: folder for summary.json, table.md and the figures (PNG); None writes nothing.
+        progress: called with 1 after each of the len(lengths) + 4 steps (`study_steps`).
 
     Summary keys: meta, lengths, ratio_longest ((L, H) median beta*_n / beta_model at the
     longest n), beta_star / entropy_frac / p_max / above_frac / sigma ((N, L, H)),
@@ -458,7 +462,8 @@ def run_diagnostics(
     text = stdlib_text() if text is None else text
     lengths = tuple(sorted(int(n) for n in lengths))
     beta = model.beta
-    sweep = length_sweep(model, text, lengths)
+    step = progress if progress is not None else (lambda k: None)
+    sweep = length_sweep(model, text, lengths, progress=step)
     ns = sweep["n"]
     longest = model.attention(text, max_tokens=lengths[-1])
     logits = longest.logits
@@ -477,10 +482,12 @@ def run_diagnostics(
     gauss = np.sqrt(2 * np.log(ns))[:, None, None] / sweep["sigma"]
     growth["gaussian_ratio"] = np.median((sweep["beta_star"] / gauss).reshape(len(ns), -1), axis=1)
 
+    step(1)
     # Entropy curves around the model's beta.
     beta_grid = beta * np.logspace(-2, 2, 81)
     curves = _entropy_curves(logits, beta_grid, curve_rows)
 
+    step(1)
     # Particles.
     beta_eff = matched_beta(np.asarray(longest.hidden_states[0]), np.asarray(logits[0]), beta)
     particles = particle_view(
@@ -491,6 +498,7 @@ def run_diagnostics(
         extra_time=extra_time,
     )
 
+    step(1)
     L, H = ratio.shape
     summary = {
         "meta": {
@@ -532,6 +540,7 @@ def run_diagnostics(
             "forward_512_attention_s": time_forward(model, 512, attention=True),
             "forward_512_embedding_only_s": time_forward(model, 512, attention=False),
         }
+    step(1)
     summary["timing"]["diagnostics_total_s"] = time.perf_counter() - t_start
     summary = _jsonable(summary)
     summary["_arrays"] = {
@@ -564,6 +573,11 @@ def run_diagnostics(
 # --------------------------------------------------------------------------------------
 # Figures
 # --------------------------------------------------------------------------------------
+
+
+def study_steps(lengths=DEFAULT_LENGTHS) -> int:
+    """Number of progress steps `run_diagnostics` reports for these lengths."""
+    return len(tuple(lengths)) + 4
 
 
 def plot_diagnostics(summary: dict) -> dict:

@@ -50,6 +50,7 @@ __all__ = [
     "practical_scalings",
     "row_positions",
     "sampled_rows_critical_beta",
+    "text_ids",
 ]
 
 #: The growth laws of the paper: name -> f(n).
@@ -175,6 +176,21 @@ def practical_scalings(n: np.ndarray, n_train: int) -> dict[str, np.ndarray]:
     return {"log_n": np.log(n) / math.log(n_train), "yarn": yarn**2}
 
 
+def text_ids(model, text=None, *, ids=None, max_tokens=None, truncate=False) -> np.ndarray:
+    """Token ids (N,) of `text` (default `stdlib_text()`, windowed to the context since it is
+    ours) or of given `ids`; a user's input longer than `max_tokens` (default: the context)
+    raises ValueError with the limit unless ``truncate=True`` (keep its first tokens)."""
+    from ._diagnostics import stdlib_text
+
+    if ids is not None:
+        return model.token_ids(np.asarray(ids), max_tokens, truncate=truncate)[1]
+    default = text is None
+    text = stdlib_text() if default else text
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError("`text` is empty")
+    return model.token_ids(text, max_tokens, truncate=truncate or default)[1]
+
+
 def long_context_diagnostics(
     model,
     text: str | None = None,
@@ -209,16 +225,7 @@ def long_context_diagnostics(
     the free fit), s_grid (S,), s_recommended (L, H, S), s_median (S,) (with the median
     gamma), s_log_n (S,), s_yarn (S,).
     """
-    from ._diagnostics import stdlib_text
-
-    if ids is None:
-        default = text is None
-        text = stdlib_text() if default else text
-        if not isinstance(text, str) or not text.strip():
-            raise ValueError("`text` is empty")
-        _, ids = model.token_ids(text, max_tokens, truncate=truncate or default)
-    else:
-        _, ids = model.token_ids(np.asarray(ids), max_tokens, truncate=truncate)
+    ids = text_ids(model, text, ids=ids, max_tokens=max_tokens, truncate=truncate)
     N = int(ids.size)
     window = getattr(model, "window", None)
     rows, n_keys, edges = row_positions(
