@@ -272,3 +272,11 @@ def test_regenerated_reference_matches(tmp_path):
             )
             maps = load_checkpoint(tmp_path / name).attention(fresh["ids"])
             assert np.max(np.abs(np.asarray(maps.probs) - fresh["attentions"])) < 2e-5
+
+
+def test_runtime_code_never_imports_torch_or_transformers():
+    root = Path(__file__).parent.parent / "meanfield"
+    for path in root.rglob("*.py"):
+        text = path.read_text()
+        for name in ("torch", "transformers"):
+            assert f"import {name}" not in text and f"from {name}" not in text, path
