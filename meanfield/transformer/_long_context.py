@@ -104,11 +104,20 @@ def _layer_rows(q, k, rows):
 def sampled_rows_critical_beta(
     model, ids, rows, *, progress: Callable[[int], None] | None = None
 ) -> np.ndarray:
-    """beta*_n of the sampled causal rows for every layer and head: (L, H, R).
+    """beta*_n of the sampled causal rows for every layer and head.
 
     Row r (query position rows[r]) keeps keys j <= rows[r] (and within the sliding window);
     the others are masked with `where=`, so each value is the critical scale of the shorter
-    row of the keys that query actually sees. `progress(1)` is called after each layer.
+    row of the keys that query actually sees (ties at the top ignored: ``ties="ignore"``).
+    One forward pass, then per layer the (H, R, N) scores of the sampled rows only.
+
+    **Arguments:**
+        model: a loaded model (`Decoder` or `BertEncoder`).
+        ids: (N,) token ids.
+        rows: (R,) query positions (e.g. from `row_positions`).
+        progress: called with 1 after each layer.
+
+    **Returns:** (L, H, R) float array, beta*_{n_r} for n_r the keys row r sees.
     """
     from .._temperature import critical_beta
     from ._decoder import visible
