@@ -2,7 +2,8 @@
 
 from . import kernels, plot, transformer
 from ._atoms import Atoms, cluster, cluster_count, cluster_padded, largest_cluster_mass
-from ._checkpoint import Checkpoint, integrate_checkpointed, load_checkpoint
+from ._checkpoint import Checkpoint, integrate_checkpointed
+from ._checkpoint import load_checkpoint as read_checkpoint  # transformer.load_checkpoint: models
 from ._critical import (
     MASS_BOUND_LIMIT,
     CriticalPoint,
@@ -126,7 +127,7 @@ __all__ = [
     "is_stable",
     "is_strictly_stable",
     "largest_cluster_mass",
-    "load_checkpoint",
+    "read_checkpoint",
     "load_run",
     "log_map",
     "log_partition",

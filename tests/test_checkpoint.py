@@ -51,7 +51,7 @@ def test_integrate_checkpointed_resumes_bit_for_bit(tmp_path, getkey, monkeypatc
     with pytest.raises(RuntimeError, match="fault injected"):
         mf.integrate_checkpointed(model, X0, checkpoint_dir=ck, **kw)
     monkeypatch.delenv(_runfolder.FAULT_ENV)
-    state = mf.load_checkpoint(ck)
+    state = mf.read_checkpoint(ck)
     assert (state.step, state.steps, state.xs.shape) == (12, 30, (5, 7, 3))
     assert np.array_equal(state.X, full.xs[4]) and np.array_equal(state.key, np.asarray(key))
     calls, orig = [], integ.integrate
@@ -64,7 +64,7 @@ def test_integrate_checkpointed_resumes_bit_for_bit(tmp_path, getkey, monkeypatc
     traj = mf.integrate_checkpointed(model, X0, checkpoint_dir=ck, **kw)
     assert calls == [6, 6, 6]  # resumed at step 12: only the remaining 18 steps were run
     assert np.array_equal(traj.xs, full.xs) and np.array_equal(traj.ts, full.ts)
-    assert mf.load_checkpoint(ck).done
+    assert mf.read_checkpoint(ck).done
     # a checkpoint of another integration is refused, naming what differs
     with pytest.raises(ValueError, match="dt differ"):
         mf.integrate_checkpointed(model, X0, checkpoint_dir=ck, **{**kw, "dt": 0.2})
@@ -75,7 +75,7 @@ def test_integrate_checkpointed_resumes_bit_for_bit(tmp_path, getkey, monkeypatc
             model, X0, checkpoint_dir=tmp_path / "x", **{**kw, "checkpoint_every": 4}
         )
     with pytest.raises(ValueError, match="no checkpoint"):
-        mf.load_checkpoint(tmp_path / "nothing")
+        mf.read_checkpoint(tmp_path / "nothing")
 
 
 SIM = ["simulate", "--n", "8", "--d", "2", "--beta", "3", "--steps", "40", "--save-every", "5"]
@@ -99,7 +99,7 @@ def test_killed_run_resumes_to_the_uninterrupted_bits(tmp_path, capsys):
         assert p.returncode == -9, err.decode()[-2000:]
     assert not fresh.exists()  # nothing half-written in place
     assert load_run(over).results == {"old": True}  # the previous run, intact
-    assert mf.load_checkpoint(checkpoint_dir(fresh)).step == 20
+    assert mf.read_checkpoint(checkpoint_dir(fresh)).step == 20
     # a new run into the folder is refused while the checkpoint is there
     assert main([*SIM, "--out", str(fresh)]) == 2
     assert "meanfield resume" in capsys.readouterr().err

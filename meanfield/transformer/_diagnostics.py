@@ -57,6 +57,7 @@ __all__ = [
     "masked_critical_beta",
     "particle_view",
     "plot_diagnostics",
+    "plot_long_context",
     "run_diagnostics",
     "stdlib_text",
     "time_forward",
@@ -168,7 +169,7 @@ def _row_stats(logits: Float[Array, "L H n n"], beta: float):
     return bstar, sigma, ent, pm
 
 
-def length_sweep(model, text: str, lengths=DEFAULT_LENGTHS) -> dict[str, np.ndarray]:
+def length_sweep(model, text: str, lengths=DEFAULT_LENGTHS, progress=None) -> dict[str, np.ndarray]:
     """Run the model on `text` cut to each length n and summarise every head's rows.
 
     Returns numpy arrays (N lengths, L, H) of medians over the query rows: `beta_star`,
@@ -178,6 +179,8 @@ def length_sweep(model, text: str, lengths=DEFAULT_LENGTHS) -> dict[str, np.ndar
     """
     out = {k: [] for k in ("n", "beta_star", "sigma", "entropy_frac", "p_max", "above_frac")}
     for length in lengths:
+        if progress is not None:
+            progress(1)
         maps = model.attention(text, max_tokens=int(length))
         n = len(maps.tokens)
         if out["n"] and n == out["n"][-1]:
@@ -435,6 +438,7 @@ def run_diagnostics(
     cos_threshold: float = 0.9,
     timing: bool = True,
     figures: bool = True,
+    progress=None,
 ) -> dict:
     """The whole study on one text: returns a JSON-able summary (and writes it to `out`).
 
@@ -443,6 +447,7 @@ def run_diagnostics(
         text: English text (default `stdlib_text()`).
         lengths: token counts of the sweep; the longest one is "the longest sequence".
         out: folder for summary.json, table.md and the figures (PNG); None writes nothing.
+        progress: called with 1 after each of the len(lengths) + 4 steps (`study_steps`).
 
     Summary keys: meta, lengths, ratio_longest ((L, H) median beta*_n / beta_model at the
     longest n), beta_star / entropy_frac / p_max / above_frac / sigma ((N, L, H)),
@@ -457,7 +462,8 @@ def run_diagnostics(
     text = stdlib_text() if text is None else text
     lengths = tuple(sorted(int(n) for n in lengths))
     beta = model.beta
-    sweep = length_sweep(model, text, lengths)
+    step = progress if progress is not None else (lambda k: None)
+    sweep = length_sweep(model, text, lengths, progress=step)
     ns = sweep["n"]
     longest = model.attention(text, max_tokens=lengths[-1])
     logits = longest.logits
@@ -476,10 +482,12 @@ def run_diagnostics(
     gauss = np.sqrt(2 * np.log(ns))[:, None, None] / sweep["sigma"]
     growth["gaussian_ratio"] = np.median((sweep["beta_star"] / gauss).reshape(len(ns), -1), axis=1)
 
+    step(1)
     # Entropy curves around the model's beta.
     beta_grid = beta * np.logspace(-2, 2, 81)
     curves = _entropy_curves(logits, beta_grid, curve_rows)
 
+    step(1)
     # Particles.
     beta_eff = matched_beta(np.asarray(longest.hidden_states[0]), np.asarray(logits[0]), beta)
     particles = particle_view(
@@ -490,6 +498,7 @@ def run_diagnostics(
         extra_time=extra_time,
     )
 
+    step(1)
     L, H = ratio.shape
     summary = {
         "meta": {
@@ -531,6 +540,7 @@ def run_diagnostics(
             "forward_512_attention_s": time_forward(model, 512, attention=True),
             "forward_512_embedding_only_s": time_forward(model, 512, attention=False),
         }
+    step(1)
     summary["timing"]["diagnostics_total_s"] = time.perf_counter() - t_start
     summary = _jsonable(summary)
     summary["_arrays"] = {
@@ -563,6 +573,11 @@ def run_diagnostics(
 # --------------------------------------------------------------------------------------
 # Figures
 # --------------------------------------------------------------------------------------
+
+
+def study_steps(lengths=DEFAULT_LENGTHS) -> int:
+    """Number of progress steps `run_diagnostics` reports for these lengths."""
+    return len(tuple(lengths)) + 4
 
 
 def plot_diagnostics(summary: dict) -> dict:
@@ -675,4 +690,84 @@ def plot_diagnostics(summary: dict) -> dict:
         ax.legend(fontsize=7)
     fig.tight_layout()
     figs["particles"] = fig
+    return figs
+
+
+def plot_long_context(result: dict) -> dict:
+    """Figures of `long_context_diagnostics` output: {name: Figure}.
+
+    ``critical_ratio``: heat map of log2(beta_model / beta*_n) per layer and head at the
+    longest n; ``beta_star``: beta*_n(n) (median over each layer's heads, and every head
+    faintly) with the fitted laws c sqrt(log n), c log n, c (log n)^2 of the median head;
+    ``logit_scale``: the recommended s(n) per head and its median, against log-n scaling
+    and YaRN's (0.1 ln(n / n_train) + 1)^2.
+    """
+    import matplotlib.pyplot as plt
+
+    from ._long_context import LAW_NAMES, fit_laws
+
+    figs = {}
+    beta = result["beta_model"]
+    ratio = np.asarray(result["ratio_longest"], float)
+    L, H = ratio.shape
+    fig, ax = plt.subplots(figsize=(max(5, 0.5 * H + 2), max(3, 0.4 * L + 1.5)))
+    im = ax.imshow(np.log2(ratio), cmap="RdBu_r", vmin=-3, vmax=3, aspect="auto")
+    if L * H <= 400:
+        for (li, a), v in np.ndenumerate(ratio):
+            ax.text(a, li, f"{v:.2f}", ha="center", va="center", fontsize=6)
+    ax.set_xlabel("head")
+    ax.set_ylabel("layer")
+    n_last = float(np.asarray(result["bin_n"])[-1])
+    ax.set_title(f"beta_model / beta*_n at n ~ {n_last:.0f} keys (>1: above critical)")
+    fig.colorbar(im, ax=ax, label="log2 ratio")
+    fig.tight_layout()
+    figs["critical_ratio"] = fig
+
+    n = np.asarray(result["bin_n"], float)
+    med = np.asarray(result["beta_star_bins"], float)
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    cmap = plt.get_cmap("viridis")
+    for li in range(L):
+        colour = cmap(li / max(L - 1, 1))
+        for a in range(H):
+            ax.loglog(n, med[li, a], color=colour, lw=0.4, alpha=0.3)
+        ax.loglog(n, np.nanmedian(med[li], axis=0), "o-", ms=3, color=colour, label=f"layer {li}")
+    overall = np.nanmedian(med.reshape(-1, n.size), axis=0)
+    fit = fit_laws(n, overall)
+    nn = np.geomspace(n[0], n[-1], 64)
+    laws = {"sqrt_log": np.sqrt(np.log(nn)), "log": np.log(nn), "log_squared": np.log(nn) ** 2}
+    for i, name in enumerate(LAW_NAMES):
+        c = fit["constants"][i]
+        ax.loglog(nn, c * laws[name], "--", lw=1, label=f"{c:.3g} {name} (rms {fit['rms'][i]:.2f})")
+    ax.axhline(beta, color="k", lw=0.8, label="beta_model")
+    ax.set_xlabel("keys seen by the query, n")
+    ax.set_ylabel("beta*_n (median per bin)")
+    ax.set_title(f"{result['model']}: critical scale of causal rows")
+    ax.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    figs["beta_star"] = fig
+
+    grid = np.asarray(result["s_grid"], float)
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    rec = np.asarray(result["s_recommended"], float).reshape(-1, grid.size)
+    for row in rec:
+        ax.semilogx(grid, row, color="tab:blue", lw=0.4, alpha=0.25)
+    ax.semilogx(
+        grid,
+        result["s_median"],
+        color="tab:blue",
+        lw=2.5,
+        label=f"recommended, median head (gamma = {result['gamma_median']:.2f})",
+    )
+    ax.semilogx(grid, result["s_log_n"], "k--", label="log-n scaling log n / log n_train")
+    ax.semilogx(grid, result["s_yarn"], "r:", lw=2, label="YaRN (0.1 ln(n/n_train) + 1)^2")
+    ax.axvline(result["n_train"], color="gray", lw=0.8)
+    ax.axvline(result["n_tokens"], color="gray", lw=0.8, ls=":")
+    ax.set_xlabel("sequence length n")
+    ax.set_ylabel("logit scale s(n)")
+    ax.set_ylim(0, max(3.0, float(np.nanmax(result["s_median"])) * 1.1))
+    ax.set_title("scale keeping each head at its training-length critical ratio")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    figs["logit_scale"] = fig
     return figs

