@@ -1,6 +1,6 @@
 """Critical inverse temperature of softmax rows: measured beta*_n against the laws.
 
-Runs `meanfield._temperature_study.run_study` over the score families of DESIGN.md section 3,
+Runs `meanfield._temperature_study.run_study` over the score families of docs/design.md, section 3,
 writes `ratios.png` (median beta*_n / predicted against log n), `collapse.png` (H/log n
 against beta / predicted for several n), `collapse_pmax.png` (the same for p_max) and
 `temperature_study.json` (all numbers plus the law table), and prints the law table.

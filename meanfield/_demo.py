@@ -153,7 +153,7 @@ def _text(name: str, plan: dict, sections: dict) -> str:
                 "## Certified atoms (repulsive USA + GELU perceptron, shifted kernel)\n"
                 "The flow stops at max speed <= 1e-4; the particles are clustered (tolerance "
                 "0.1/sqrt(beta)), Newton-refined in float64 and certified by the splitting and "
-                "transport Hessians (DESIGN.md section 2).\n\n"
+                "transport Hessians (docs/design.md, section 2).\n\n"
                 "| d | atoms | masses | residual before -> after Newton | stable "
                 "| strictly stable |\n"
                 "| --- | --- | --- | --- | --- | --- |\n"
@@ -218,15 +218,14 @@ def _report(out: Path, cfg: dict, plan: dict, sections: dict, seconds: float) ->
     return "\n".join(parts)
 
 
-def run_demo(out, cfg: dict | None = None, *, quiet: bool = False) -> tuple[dict, dict]:
+def run_demo(out, cfg: dict, execute, *, quiet: bool = False) -> tuple[dict, dict]:
     """Run every section into `out/<section>`, then write summary.json and report.md.
 
-    `cfg` is the resolved demo config (quick, seed, x64, device, plots); returns
-    (arrays, results) for the demo's own saved run (the arrays live in the sections).
+    `cfg` is the resolved demo config (quick, seed, x64, device, plots); `execute(command,
+    values, folder, quiet=)` runs one workflow into a saved run (the runs layer passes its
+    own, so this module does not import it back). Returns (arrays, results) for the demo's
+    own saved run (the arrays live in the sections).
     """
-    from ._runs import execute, resolve_config
-
-    cfg = resolve_config("demo", {}) if cfg is None else cfg
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()

@@ -240,7 +240,7 @@ class RunLock:
 # ----------------------------------------------------------------------------- staging
 
 
-def _staging_dirs(out: Path) -> list[Path]:
+def staging_dirs(out: Path) -> list[Path]:
     return sorted(out.parent.glob(f".{out.name}.tmp-*"))
 
 
@@ -251,7 +251,7 @@ def recover(out) -> bool:
     out = Path(out)
     if out.exists():
         return False
-    for stage in _staging_dirs(out):
+    for stage in staging_dirs(out):
         old, new = stage / "old", stage / out.name
         if old.is_dir():
             try:
@@ -328,7 +328,7 @@ class RunWriter:
         self.lock.acquire()
         try:
             recover(out)
-            for stale in _staging_dirs(out):  # under the lock, every staging folder is stale
+            for stale in staging_dirs(out):  # under the lock, every staging folder is stale
                 shutil.rmtree(stale, ignore_errors=True)
             if out.is_dir() and any(out.iterdir()):
                 if not self.overwrite:

@@ -82,7 +82,16 @@ from typing import Any
 
 import numpy as np
 
-from ._runfolder import RunFolderError, RunLock, RunWriter, fault, recover, write_atomic
+from ._demo import run_demo
+from ._runfolder import (
+    RunFolderError,
+    RunLock,
+    RunWriter,
+    fault,
+    recover,
+    staging_dirs,
+    write_atomic,
+)
 from .kernels import REGISTRY as _KERNELS
 
 KERNEL_NAMES = tuple(_KERNELS)
@@ -819,17 +828,22 @@ def load_run(path) -> Run:
     `--overwrite` while it is read gives the old run or the new one, never a mix.
     """
     path = Path(path)
-    for _ in range(5):
+    deadline = time.monotonic() + 2.0
+    replaced = 0
+    while replaced < 5:
         if not path.exists() and not RunLock(path).busy():
             recover(path)  # an --overwrite swap interrupted between its two renames
-        waited = 0.0
-        while not path.exists() and waited < 2.0 and RunLock(path).busy():
-            time.sleep(0.01)  # a live writer between the two renames of the fallback swap
-            waited += 0.01
-        if not path.exists():
-            raise RunFolderError(f"{path}: no such run folder")
         if not path.is_dir():
+            # Between the two renames of the fallback swap OUT is briefly absent (or goes
+            # away between two checks): wait for a writer that is still at work.
+            in_flight = RunLock(path).busy() or bool(staging_dirs(path))
+            if in_flight and time.monotonic() < deadline:
+                time.sleep(0.01)
+                continue
+            if not path.exists():
+                raise RunFolderError(f"{path}: no such run folder")
             raise RunFolderError(f"{path}: not a folder")
+        replaced += 1
         try:
             snap = _Snapshot(path)
         except FileNotFoundError:
@@ -1887,9 +1901,7 @@ def _run_and_save(command: str, cfg: dict, out: Path, device, quiet: bool, check
     """Run the workflow into the (private, staging) folder `out` and write its files."""
     start = time.perf_counter()
     if command == "demo":
-        from ._demo import run_demo
-
-        arrays, results = run_demo(out, cfg, quiet=quiet)
+        arrays, results = run_demo(out, cfg, execute, quiet=quiet)
     elif checkpoint is not None:
         arrays, results = WORKFLOWS[command](cfg, out, quiet, checkpoint=checkpoint)
     else:

@@ -1,4 +1,4 @@
-"""Critical inverse temperature of softmax rows (DESIGN.md section 3).
+"""Critical inverse temperature of softmax rows (docs/design.md, section 3).
 
 After Karakida and Hayase (2026), "A Unified Framework for Critical Scaling of Inverse
 Temperature in Self-Attention" (arXiv 2605.12697).
@@ -113,7 +113,7 @@ FAMILIES: dict[str, dict[str, float]] = {
 def _check_scores(scores, name: str = "scores", min_n: int = 1, where=None) -> Array:
     """Scores as a float array of shape (..., n), n >= min_n, masked keys set to -inf.
 
-    Masking (DESIGN.md section 3, "n is the number of keys a query sees"): a key is *live*
+    Masking (docs/design.md, section 3, "n is the number of keys a query sees"): a key is *live*
     when `where` is True there (default everywhere) and its score is not -inf; every other
     key is set to -inf, which the computational cores read as "absent". NaN and +inf at live
     keys raise (eagerly for concrete input, `equinox.error_if` under jit); values at keys
@@ -966,7 +966,7 @@ def endpoint_law_constant(alpha: float, samples: int = 16384, terms: int = 2048)
 
 
 def predicted_critical_beta(family: str, n: ArrayLike, **params) -> Float[Array, "..."]:
-    """Leading-order law of beta*_n for a score family (DESIGN.md section 3), shape of `n`.
+    """Leading-order law of beta*_n for a score family (docs/design.md, section 3), shape of `n`.
 
     ====================  ==================================================================
     gaussian(sigma)       sqrt(2 log n) / sigma

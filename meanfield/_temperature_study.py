@@ -1,4 +1,4 @@
-"""Study of the critical inverse temperature across score families (DESIGN.md section 3).
+"""Study of the critical inverse temperature across score families (docs/design.md, section 3).
 
 For each family and each n on a grid (2^8 ... 2^22 by default), sample many score rows
 (streamed in chunks of at most ``chunk`` elements, so memory stays bounded), measure

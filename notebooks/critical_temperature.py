@@ -16,7 +16,7 @@
 # One attention row with scores s_1..s_n: p(beta) = softmax(beta s) goes from spread
 # (entropy H = log n) to one-hot (H = 0) as beta grows. Karakida and Hayase (arXiv
 # 2605.12697) locate the transition at beta*_n = max_k log k / Delta_(k), the sorted gaps
-# to the top score, and derive its growth with n for each score family (DESIGN.md
+# to the top score, and derive its growth with n for each score family (docs/design.md,
 # section 3). We measure beta*_n on sampled rows, compare with the laws, draw the entropy
 # curves, and look at the rows of a particle configuration. `MEANFIELD_NB_N` scales n.
 

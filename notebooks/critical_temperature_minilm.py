@@ -14,7 +14,7 @@
 # # Critical temperature of a real transformer: all-MiniLM-L6-v2
 #
 # Each attention row of a trained model softmaxes raw scores s_j = <q_i, k_j> at the
-# model's inverse temperature beta_model = 1/sqrt(d_head) = 1/sqrt(32). DESIGN.md section 3
+# model's inverse temperature beta_model = 1/sqrt(d_head) = 1/sqrt(32). docs/design.md, section 3
 # gives the row's critical scale beta*_n = max_k log k / Delta_(k) (sorted gaps to the top
 # score), where the row turns from spread to one-hot. We compare the two per layer and
 # head, watch beta*_n grow with the number of keys n, and look at the tokens as particles
@@ -80,7 +80,7 @@ if model is not None:
 # %% [markdown]
 # ## Without the model: the same diagnostics on Gaussian rows
 #
-# For i.i.d. N(0, sigma^2) scores the law is beta*_n ~ sqrt(2 log n) / sigma (DESIGN.md
+# For i.i.d. N(0, sigma^2) scores the law is beta*_n ~ sqrt(2 log n) / sigma (docs/design.md,
 # section 3). This cell always runs, so the notebook draws a figure with or without the
 # extra, and it is the reference the model's rows are compared with.
 

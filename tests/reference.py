@@ -1,4 +1,4 @@
-"""Plain NumPy reference implementations of the formulas in DESIGN.md section 1."""
+"""Plain NumPy reference implementations of the formulas in docs/design.md, section 1."""
 
 import numpy as np
 

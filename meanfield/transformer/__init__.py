@@ -1,5 +1,5 @@
 """Real transformers in JAX (all-MiniLM-L6-v2, and local Hugging Face checkpoints of BERT,
-GPT-2 and the Llama family), with attention-temperature diagnostics (DESIGN.md sections 3
+GPT-2 and the Llama family), with attention-temperature diagnostics (docs/design.md, sections 3
 and 4).
 
     load_minilm()                 the bundled sentence encoder (extra + weights package)

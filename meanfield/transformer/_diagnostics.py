@@ -2,7 +2,7 @@
 
 For every layer l, head a and query token i of a text of n tokens, the row of raw scores
 s_j = <q_i, k_j> (before the 1/sqrt(d_h) scale) is softmaxed by the model at its own
-inverse temperature beta_model = 1/sqrt(d_h) (0.1768 for MiniLM). DESIGN.md section 3 gives
+inverse temperature beta_model = 1/sqrt(d_h) (0.1768 for MiniLM). docs/design.md, section 3 gives
 the candidate critical scale of that row,
 
     beta*_n = max_k log k / Delta_(k),     Delta_(k) the sorted gaps max(s) - s_j,
@@ -18,7 +18,7 @@ is summarised per head by its median over query rows. We measure:
    the model re-run: a bidirectional encoder sees all n keys);
 2. the causal view: on the longest text, query i restricted to keys 0..i (n = i + 1 keys);
 3. growth of the median beta*_n with n, fitted by a power law c n^alpha and a log-law
-   c (log n)^gamma, compared with the laws of DESIGN.md section 3 (gaussian gamma = 1/2,
+   c (log n)^gamma, compared with the laws of docs/design.md, section 3 (gaussian gamma = 1/2,
    weibull(p) gamma = 1 - 1/p, planted simplex gamma = 1, finite endpoint gamma = 2,
    gumbel/exponential gamma = 0, sphere_cosine alpha = 2/(d-1)), and the Gaussian
    prediction sqrt(2 log n)/sigma_row with each row's own score spread sigma_row;
@@ -34,8 +34,6 @@ numbers are reproducible without downloads (they depend on the Python version's 
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import json
 import math
 import time
@@ -45,6 +43,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float
+
+from ._long_context import LAW_NAMES, fit_laws
+from ._text import STDLIB_MODULES, stdlib_text  # noqa: F401  (re-exported)
 
 __all__ = [
     "DEFAULT_LENGTHS",
@@ -66,9 +67,6 @@ __all__ = [
 DEFAULT_LENGTHS = (16, 32, 64, 128, 256, 512)
 """Sequence lengths (tokens, [CLS] and [SEP] included) of the length sweep."""
 
-STDLIB_MODULES = ("argparse", "csv", "collections", "json", "difflib", "string", "typing")
-"""Standard-library modules whose docstrings make up the default text."""
-
 LAWS = {
     "gumbel/exponential": {"gamma": 0.0},
     "gaussian": {"gamma": 0.5},
@@ -77,47 +75,7 @@ LAWS = {
     "finite_endpoint": {"gamma": 2.0},
     "sphere_cosine(d)": {"alpha": "2/(d-1)"},
 }
-"""Growth of beta*_n in DESIGN.md section 3: beta* ~ (log n)^gamma, or n^alpha."""
-
-
-# --------------------------------------------------------------------------------------
-# Text
-# --------------------------------------------------------------------------------------
-
-
-def _prose(doc: str) -> str:
-    """Keep the prose of a docstring: drop doctest and indented (code) lines, join lines."""
-    paragraphs, current = [], []
-    for line in doc.splitlines():
-        code = line.startswith((" ", "\t", ">>>", "...")) or line.strip().startswith(">>>")
-        if not line.strip() or code:
-            if current:
-                paragraphs.append(" ".join(current))
-                current = []
-            continue
-        current.append(line.strip())
-    if current:
-        paragraphs.append(" ".join(current))
-    return "\n\n".join(p for p in paragraphs if len(p.split()) >= 4)
-
-
-def stdlib_text(modules: tuple[str, ...] = STDLIB_MODULES) -> str:
-    """English prose from the docstrings of standard-library modules (no download needed).
-
-    The docstrings of `modules` (module docstring, then those of its public classes and
-    functions, in alphabetical order) with doctests and indented code removed, joined by
-    blank lines. Comfortably longer than 512 word pieces.
-    """
-    parts = []
-    for name in modules:
-        mod = importlib.import_module(name)
-        docs = [inspect.getdoc(mod) or ""]
-        for attr in sorted(getattr(mod, "__all__", [])):
-            obj = getattr(mod, attr, None)
-            if inspect.isclass(obj) or inspect.isfunction(obj):
-                docs.append(inspect.getdoc(obj) or "")
-        parts.extend(p for p in (_prose(d) for d in docs) if p)
-    return "\n\n".join(parts)
+"""Growth of beta*_n in docs/design.md, section 3: beta* ~ (log n)^gamma, or n^alpha."""
 
 
 # --------------------------------------------------------------------------------------
@@ -150,7 +108,7 @@ def masked_critical_beta(
 def causal_critical_beta(logits: Float[Array, "... n n"]) -> Float[Array, "... n"]:
     """beta* of query i restricted to keys 0..i (i + 1 keys), for every i: shape (..., n).
 
-    The causal reading of DESIGN.md section 3: "n is the number of keys a query sees".
+    The causal reading of docs/design.md, section 3: "n is the number of keys a query sees".
     """
     n = logits.shape[-1]
     causal = jnp.tril(jnp.ones((n, n), bool))
@@ -214,7 +172,7 @@ def fit_growth(n, beta_star) -> dict[str, float | str]:
     """Fit beta*_n = c n^alpha and beta*_n = c (log n)^gamma (least squares in log-log).
 
     Arguments: n (N,) key counts (>= 3), beta_star (N,) positive values (e.g. medians).
-    Returns alpha, c_power, r2_power, gamma, c_log, r2_log, the nearest DESIGN.md law by
+    Returns alpha, c_power, r2_power, gamma, c_log, r2_log, the nearest docs/design.md law by
     gamma, the Weibull p = 1/(1 - gamma) implied when 0 < gamma < 1, and the sphere
     dimension d = 1 + 2/alpha implied by alpha.
     """
@@ -703,8 +661,6 @@ def plot_long_context(result: dict) -> dict:
     and YaRN's (0.1 ln(n / n_train) + 1)^2.
     """
     import matplotlib.pyplot as plt
-
-    from ._long_context import LAW_NAMES, fit_laws
 
     figs = {}
     beta = result["beta_model"]

@@ -3,7 +3,7 @@
 For a long text of N tokens and every layer l and head a, query i of a causal model sees
 the n_i = i + 1 keys 0..i (fewer under a sliding window). Its raw score row
 s_j = <q^a_i, k^a_j> (before the model's scale beta_model, usually 1/sqrt(d_h)) has the
-critical inverse temperature of DESIGN.md section 3,
+critical inverse temperature of docs/design.md, section 3,
 
     beta*_n = max_{1 <= k <= n-1} log k / Delta_(k),   Delta_(k) the sorted gaps of the row,
 
@@ -42,6 +42,8 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from ._text import stdlib_text
 
 __all__ = [
     "LAW_NAMES",
@@ -189,7 +191,6 @@ def text_ids(model, text=None, *, ids=None, max_tokens=None, truncate=False) -> 
     """Token ids (N,) of `text` (default `stdlib_text()`, windowed to the context since it is
     ours) or of given `ids`; a user's input longer than `max_tokens` (default: the context)
     raises ValueError with the limit unless ``truncate=True`` (keep its first tokens)."""
-    from ._diagnostics import stdlib_text
 
     if ids is not None:
         return model.token_ids(np.asarray(ids), max_tokens, truncate=truncate)[1]
