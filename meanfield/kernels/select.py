@@ -70,7 +70,7 @@ def _spectral_choice(n: int, d: int, beta, tol: float) -> Spectral | None:
         return None
     try:
         order = spectral_order(float(beta), d, tol)
-    except ValueError:
+    except (ValueError, ImportError):  # beyond the order budget, or no scipy installed
         return None
     order = max(16, 1 << (order - 1).bit_length())  # nearby betas share one compilation
     cost = 16 * (order + 1) if d == 2 else 8 * (order + 1) ** 2
