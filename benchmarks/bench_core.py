@@ -121,7 +121,7 @@ def bench_ensemble(batch, n, d, steps, beta, dt, repeats):
         jax.random.split(key, batch)
     )
     m = jax.numpy.full((n,), 1.0 / n, "float32")
-    from meanfield._integrate import _integrate_scan
+    from meanfield.integrate._single import _integrate_scan
 
     dt_arr = jax.numpy.asarray(dt, "float32")
     batched = eqx.filter_jit(

@@ -12,7 +12,7 @@ import time
 
 import jax
 
-from meanfield._localisation_study import PAPER_BETAS, QUICK_BETAS, run_study
+from meanfield.studies.localisation import PAPER_BETAS, QUICK_BETAS, run_study
 
 
 def main(argv=None):

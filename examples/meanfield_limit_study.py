@@ -8,7 +8,7 @@ S^1 and 10^5 on S^2, spectral kernel) takes several minutes on a 2-core CPU.
 
 import argparse
 
-from meanfield._limit_study import main
+from meanfield.studies.limit import main
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

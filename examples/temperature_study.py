@@ -1,6 +1,6 @@
 """Critical inverse temperature of softmax rows: measured beta*_n against the laws.
 
-Runs `meanfield._temperature_study.run_study` over the score families of docs/design.md, section 3,
+Runs `meanfield.studies.temperature.run_study` over the score families of docs/design.md, section 3,
 writes `ratios.png` (median beta*_n / predicted against log n), `collapse.png` (H/log n
 against beta / predicted for several n), `collapse_pmax.png` (the same for p_max) and
 `temperature_study.json` (all numbers plus the law table), and prints the law table.
@@ -19,7 +19,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from meanfield._temperature_study import (  # noqa: E402
+from meanfield.studies.temperature import (  # noqa: E402
     DEFAULT_CONFIGS,
     law_table,
     plot_collapse,

@@ -1,178 +1,100 @@
-"""meanfield: self-attention as interacting particles on the sphere, in JAX."""
+"""meanfield: self-attention as interacting particles on the sphere, in JAX.
 
-from . import kernels, plot, transformer
-from ._atoms import Atoms, cluster, cluster_count, cluster_padded, largest_cluster_mass
-from ._checkpoint import Checkpoint, integrate_checkpointed
-from ._checkpoint import load_checkpoint as read_checkpoint  # transformer.load_checkpoint: models
-from ._critical import (
-    MASS_BOUND_LIMIT,
-    CriticalPoint,
-    StabilityReport,
-    concavity_angle,
+The top level holds what a notebook needs; everything else lives in the subpackages,
+each with one job (dependency direction, lowest first):
+
+    kernels -> dynamics -> integrate -> atoms -> critical | temperature -> transformer
+            -> studies -> plot -> runs
+
+`mf.kernels`, `mf.sphere`, `mf.dynamics`, `mf.atoms`, `mf.critical`, `mf.temperature`,
+`mf.transformer`, `mf.plot` and `mf.runs` are namespaces; `mf.integrate` is the function
+(its subpackage's other names: `from meanfield.integrate import stepper, shard_ensemble, ...`).
+See docs/design.md for the mathematics, the conventions and the layout.
+"""
+
+from . import atoms, critical, dynamics, kernels, plot, runs, sphere, temperature, transformer
+from .atoms import Atoms, cluster
+from .critical import (
     find_critical_point,
-    global_maximiser,
     is_stable,
     is_strictly_stable,
     mass_bound,
-    newton_refine,
-    rotation_modes,
-    splitting_hessian,
     stability_report,
     stationarity_residual,
-    tangent_basis,
-    transport_hessian,
 )
-from ._dynamics import MLP, MeanField
-from ._integrate import (
-    StopResult,
+from .dynamics import MLP, MeanField, Perceptron
+from .integrate import (
     Trajectory,
     ensemble,
     integrate,
     integrate_diffrax,
     integrate_until,
     stepper,
-    with_beta,
 )
-from ._perceptron import ACTIVATIONS, Perceptron
-from ._runs import Run, compare_runs, load_run, resume_info, resume_run, save_run
-from ._sharding import (
-    combine_stats,
-    default_mesh,
-    gather_global,
-    initialize_distributed,
-    integrate_sharded,
-    ring_attention_stats,
-    shard_ensemble,
-    sharded_velocity,
-)
-from ._sphere import (
-    angles_to_circle,
-    circle_angles,
-    exp_map,
-    geodesic,
-    geodesic_distance,
-    log_map,
-    project,
-    retract,
-    uniform_sphere,
-)
-from ._temperature import FAMILIES as SCORE_FAMILIES
-from ._temperature import (
-    SoftmaxCurves,
-    beta_at_entropy_fraction,
-    beta_at_pmax,
-    beta_at_pmax_half,
+from .runs import compare_runs, integrate_checkpointed, load_run, read_checkpoint, save_run
+from .sphere import angles_to_circle, exp_map, geodesic_distance, project, retract, uniform_sphere
+from .temperature import (
     critical_beta,
     critical_beta_of_particles,
-    effective_support,
-    endpoint_law_constant,
     entropy_curve,
-    entropy_derivative,
     gap_counts,
-    log_partition,
-    p_max,
-    participation,
     predicted_critical_beta,
     sample_scores,
-    score_rows,
-    soft_critical_beta,
-    soft_gap_counts,
-    softmax_curves,
     softmax_entropy,
-    softmax_probs,
-    sorted_gaps,
 )
-from .kernels import spectral_error_bound, spectral_order
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "ACTIVATIONS",
-    "Checkpoint",
+    # namespaces
+    "atoms",
+    "critical",
+    "dynamics",
+    "kernels",
+    "plot",
+    "runs",
+    "sphere",
+    "temperature",
+    "transformer",
+    # the sphere
     "angles_to_circle",
-    "Atoms",
-    "beta_at_entropy_fraction",
-    "beta_at_pmax",
-    "beta_at_pmax_half",
-    "circle_angles",
-    "cluster",
-    "cluster_count",
-    "cluster_padded",
-    "combine_stats",
-    "compare_runs",
-    "concavity_angle",
-    "critical_beta",
-    "critical_beta_of_particles",
-    "CriticalPoint",
-    "default_mesh",
-    "effective_support",
-    "endpoint_law_constant",
-    "ensemble",
-    "entropy_curve",
-    "entropy_derivative",
     "exp_map",
-    "find_critical_point",
-    "gap_counts",
-    "gather_global",
-    "geodesic",
     "geodesic_distance",
-    "global_maximiser",
-    "initialize_distributed",
+    "project",
+    "retract",
+    "uniform_sphere",
+    # the model
+    "MLP",
+    "MeanField",
+    "Perceptron",
+    # integration
+    "Trajectory",
+    "ensemble",
     "integrate",
     "integrate_checkpointed",
     "integrate_diffrax",
-    "integrate_sharded",
     "integrate_until",
-    "kernels",
+    "read_checkpoint",
+    "stepper",
+    # atoms and critical points
+    "Atoms",
+    "cluster",
+    "find_critical_point",
     "is_stable",
     "is_strictly_stable",
-    "largest_cluster_mass",
-    "read_checkpoint",
-    "load_run",
-    "log_map",
-    "log_partition",
     "mass_bound",
-    "MASS_BOUND_LIMIT",
-    "MeanField",
-    "MLP",
-    "newton_refine",
-    "p_max",
-    "participation",
-    "Perceptron",
-    "plot",
-    "predicted_critical_beta",
-    "project",
-    "retract",
-    "resume_info",
-    "resume_run",
-    "ring_attention_stats",
-    "rotation_modes",
-    "Run",
-    "sample_scores",
-    "save_run",
-    "SCORE_FAMILIES",
-    "score_rows",
-    "shard_ensemble",
-    "sharded_velocity",
-    "soft_critical_beta",
-    "soft_gap_counts",
-    "softmax_curves",
-    "softmax_entropy",
-    "softmax_probs",
-    "SoftmaxCurves",
-    "sorted_gaps",
-    "spectral_error_bound",
-    "spectral_order",
-    "splitting_hessian",
     "stability_report",
-    "StabilityReport",
     "stationarity_residual",
-    "stepper",
-    "StopResult",
-    "tangent_basis",
-    "Trajectory",
-    "transformer",
-    "transport_hessian",
-    "uniform_sphere",
-    "with_beta",
+    # critical temperature of softmax rows
+    "critical_beta",
+    "critical_beta_of_particles",
+    "entropy_curve",
+    "gap_counts",
+    "predicted_critical_beta",
+    "sample_scores",
+    "softmax_entropy",
+    # saved runs
+    "compare_runs",
+    "load_run",
+    "save_run",
 ]

@@ -224,7 +224,7 @@ def largest_mass(
     mean a line); `bound` a sequence (B,) or a callable of beta (the d = 2 mass bound,
     drawn clipped at 1) and `limit` a horizontal line ("auto": MASS_BOUND_LIMIT; None: no
     line)."""
-    from ._critical import MASS_BOUND_LIMIT
+    from .critical._critical import MASS_BOUND_LIMIT
 
     limit = MASS_BOUND_LIMIT if limit == "auto" else limit
     betas = np.asarray(betas, dtype=np.float64)

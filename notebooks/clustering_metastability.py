@@ -49,7 +49,7 @@ traj = mf.integrate(model, X0, dt=0.1, steps=2000, save_every=10)
 energy = jax.vmap(model.energy)(traj.xs)
 # Count clusters at every saved time: vmap over the saves of a jit-friendly clustering.
 m = jnp.full((N,), 1.0 / N)
-counts = jax.vmap(lambda X: mf.cluster_padded(X, m, 0.04).count)(traj.xs)
+counts = jax.vmap(lambda X: mf.atoms.cluster_padded(X, m, 0.04).count)(traj.xs)
 
 fig, axes = plt.subplots(1, 3, figsize=(15, 4))
 mf.plot.circle_trajectory(traj, ax=axes[0], title="Angles on S^1 (SA, beta = 6)")
@@ -83,7 +83,7 @@ m_small = jnp.full((n_small,), 1.0 / n_small)
 
 
 def count(X, beta):
-    return mf.cluster_padded(X, m_small, jnp.minimum(0.1 / jnp.sqrt(beta), 0.2)).count
+    return mf.atoms.cluster_padded(X, m_small, jnp.minimum(0.1 / jnp.sqrt(beta), 0.2)).count
 
 
 per_beta = jax.vmap(lambda xs, b: jax.vmap(jax.vmap(lambda X: count(X, b)))(xs))

@@ -38,7 +38,7 @@ SCALE = int(os.environ.get("MEANFIELD_NB_N", 64))
 NS = [16 * SCALE, 128 * SCALE, 512 * SCALE]  # 384 ... 12288 keys at the test size
 ROWS = 16
 key = jax.random.PRNGKey(0)
-print("families:", sorted(mf.SCORE_FAMILIES))
+print("families:", sorted(mf.temperature.FAMILIES))
 
 # %% [markdown]
 # ## Entropy curves and beta*_n for Gaussian scores
@@ -94,8 +94,8 @@ fig = mf.plot.critical_ratios(NS, ratios)
 
 # %%
 s = mf.sample_scores("gaussian", key, NS[0])
-b_half = mf.beta_at_pmax_half(s)
-grad = jax.grad(lambda x: mf.beta_at_pmax_half(x))(s)
+b_half = mf.temperature.beta_at_pmax_half(s)
+grad = jax.grad(lambda x: mf.temperature.beta_at_pmax_half(x))(s)
 print(
     f"beta(p_max = 1/2) = {float(b_half):.3f}; most negative d beta / d s_j:",
     np.round(np.sort(np.asarray(grad))[:3], 4),

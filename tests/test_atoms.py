@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import meanfield as mf
-from meanfield._atoms import cluster, cluster_count, cluster_padded, largest_cluster_mass
+from meanfield.atoms import cluster, cluster_count, cluster_padded, largest_cluster_mass
 
 
 def planted(key, k, d, n, spread):

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 import meanfield as mf
-import meanfield._integrate as integ
-from meanfield import _runfolder
-from meanfield._runs import checkpoint_dir, compare_runs, integrate_chunked, load_run
-from meanfield.cli import main
+from meanfield.integrate import _single as integ
+from meanfield.runs import _folder as _runfolder
+from meanfield.runs._runs import checkpoint_dir, compare_runs, integrate_chunked, load_run
+from meanfield.runs.cli import main
 
 
 def _model(getkey, attention="sa", d=3):
@@ -84,7 +84,7 @@ SIM += ["--no-plots", "--quiet"]
 
 def _killed_simulate(out, extra=()):
     env = {**os.environ, _runfolder.FAULT_ENV: "checkpoint=kill@2", "JAX_PLATFORMS": "cpu"}
-    argv = [sys.executable, "-m", "meanfield.cli", *SIM, "--checkpoint-every", "10", *extra]
+    argv = [sys.executable, "-m", "meanfield", *SIM, "--checkpoint-every", "10", *extra]
     return subprocess.Popen(
         [*argv, "--out", str(out)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )

@@ -11,8 +11,8 @@ import sys
 import numpy as np
 import pytest
 
-from meanfield._runs import load_run
-from meanfield.cli import main
+from meanfield.runs._runs import load_run
+from meanfield.runs.cli import main
 
 SMALL = ["--n", "16", "--d", "3", "--beta", "2", "--steps", "20", "--save-every", "5"]
 
@@ -162,7 +162,7 @@ def test_bad_json_type_for_a_list(tmp_path, capsys):
 
 def test_console_error_has_no_traceback():
     proc = subprocess.run(
-        [sys.executable, "-m", "meanfield.cli", "simulate", "--n", "-3"],
+        [sys.executable, "-m", "meanfield", "simulate", "--n", "-3"],
         capture_output=True,
         text=True,
         timeout=120,

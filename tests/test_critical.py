@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 import meanfield as mf
-from meanfield._atoms import cluster
-from meanfield._critical import (
+from meanfield.atoms import cluster
+from meanfield.critical._critical import (
     MASS_BOUND_LIMIT,
     concavity_angle,
     find_critical_point,

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import meanfield as mf
-from meanfield._limit_study import cell_atoms, first_merge_time, run_study
+from meanfield.studies.limit import cell_atoms, first_merge_time, run_study
 
 
 def test_cell_atoms_agree_with_exact_clustering(getkey):

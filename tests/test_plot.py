@@ -11,7 +11,8 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from meanfield import MASS_BOUND_LIMIT, Trajectory, mass_bound, plot  # noqa: E402
+from meanfield import Trajectory, mass_bound, plot  # noqa: E402
+from meanfield.critical import MASS_BOUND_LIMIT  # noqa: E402
 
 
 def _trajectory(d, n=12, saves=9, seed=0):

@@ -18,9 +18,10 @@ import numpy as np
 import pytest
 
 import meanfield as mf
-from meanfield import _runfolder, _runs
-from meanfield._runs import compare_runs, load_run, write_run_files
-from meanfield.cli import main
+from meanfield.runs import _folder as _runfolder
+from meanfield.runs import _runs
+from meanfield.runs._runs import compare_runs, load_run, write_run_files
+from meanfield.runs.cli import main
 
 TINY = ["--n", "6", "--d", "2", "--beta", "2", "--steps", "4", "--save-every", "2"]
 TINY += ["--no-plots", "--quiet"]
@@ -36,13 +37,17 @@ root = Path(sys.argv[4])
 pkg = types.ModuleType("meanfield")
 pkg.__path__ = [str(root)]
 sys.modules["meanfield"] = pkg
-for name in ("_runfolder", "_runs"):
-    spec = importlib.util.spec_from_file_location(f"meanfield.{name}", root / f"{name}.py")
+runs = types.ModuleType("meanfield.runs")
+runs.__path__ = [str(root / "runs")]
+sys.modules["meanfield.runs"] = runs
+for name in ("runs._folder", "runs._runs"):
+    path = root / (name.replace(".", "/") + ".py")
+    spec = importlib.util.spec_from_file_location(f"meanfield.{name}", path)
     mod = importlib.util.module_from_spec(spec)
     sys.modules[f"meanfield.{name}"] = mod
     spec.loader.exec_module(mod)
-from meanfield._runfolder import RunWriter
-from meanfield._runs import write_run_files
+from meanfield.runs._folder import RunWriter
+from meanfield.runs._runs import write_run_files
 out, n, overwrite = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
 for i in range(int(sys.argv[5])):  # n, n + 1, n, ... (a writer in a loop)
     m = n + i % 2
@@ -60,7 +65,7 @@ def _saver(out, n, overwrite, fault=None, exchange=True, repeat=1):
         env[_runfolder.FAULT_ENV] = fault
     if not exchange:
         env["MEANFIELD_RENAME_EXCHANGE"] = "0"
-    root = str(Path(_runs.__file__).parent)
+    root = str(Path(_runs.__file__).parent.parent)
     argv = [sys.executable, "-c", SAVER, str(out), str(n), "1" if overwrite else "0", root]
     argv.append(str(repeat))
     return subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)

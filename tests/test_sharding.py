@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import meanfield as mf
-from meanfield._sharding import default_mesh, sharded_velocity
+from meanfield.integrate._sharded import default_mesh, sharded_velocity
 
 RTOL = 1e-12
 
@@ -28,7 +28,7 @@ EIGHT_DEVICES = textwrap.dedent(
     import jax, jax.numpy as jnp, jax.random as jr, numpy as np
     import meanfield as mf
     from meanfield.kernels import Dense, log_masses
-    from meanfield._sharding import (
+    from meanfield.integrate._sharded import (
         default_mesh, integrate_sharded, ring_attention_stats, shard_ensemble,
         sharded_velocity,
     )
@@ -163,14 +163,14 @@ TWO_PROCESSES = textwrap.dedent(
     """
     import sys
     pid, port = int(sys.argv[1]), int(sys.argv[2])
-    from meanfield._sharding import initialize_distributed
+    from meanfield.integrate._sharded import initialize_distributed
     initialize_distributed(f"127.0.0.1:{port}", num_processes=2, process_id=pid,
                            coordinator_bind_address=f"127.0.0.1:{port}",
                            initialization_timeout=60)
     import json
     import jax, jax.random as jr
     import meanfield as mf
-    from meanfield._sharding import gather_global, integrate_sharded
+    from meanfield.integrate._sharded import gather_global, integrate_sharded
 
     assert jax.process_count() == 2 and jax.device_count() == 4, jax.devices()
     X = mf.uniform_sphere(jr.PRNGKey(0), 101, 3)

@@ -7,6 +7,7 @@ import pytest
 from scipy.special import ive
 
 import meanfield as mf
+from meanfield.integrate import with_beta
 from meanfield.kernels._harmonics import (
     _sphere_field_and_grad,
     circle_bessel,
@@ -119,7 +120,7 @@ def test_beta_sweep_with_traced_beta(getkey):
     X, m = random_measure(getkey(), 100, 2)
     betas = jnp.array([1.0, 5.0, 12.0])
     model = mf.MeanField(float(betas.max()), attention="sa", kernel="spectral")  # order for max
-    vs = jax.vmap(lambda b: mf.with_beta(model, b)._velocity(X, m))(betas)
+    vs = jax.vmap(lambda b: with_beta(model, b)._velocity(X, m))(betas)
     for b, v in zip(betas, vs, strict=True):
         ref = mf.MeanField(float(b), attention="sa", kernel="dense").velocity(X, m)
         np.testing.assert_allclose(v, ref, atol=1e-9)

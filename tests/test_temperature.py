@@ -1,4 +1,4 @@
-"""Tests for meanfield._temperature: softmax entropy, gap counting, beta*_n and its laws."""
+"""Tests for meanfield.temperature: softmax entropy, gap counting, beta*_n and its laws."""
 
 import math
 
@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import meanfield as mf
-from meanfield._temperature import (
+from meanfield.temperature._temperature import (
     FAMILIES,
     beta_at_entropy_fraction,
     beta_at_pmax,
@@ -136,7 +136,7 @@ def test_curves_match_pointwise(getkey):
 def test_beta_is_traced_no_recompile(getkey):
     s = jr.normal(getkey(), (4, 100))
     softmax_entropy(s, 1.0)
-    from meanfield import _temperature as T
+    from meanfield.temperature import _temperature as T
 
     size = T._one_beta_stats._cache_size()
     for beta in (0.5, 2.0, 7.0):
@@ -533,13 +533,13 @@ def test_traced_bad_input_raises_under_jit():
 
 
 def test_arithmetic_grid_fast_path_matches_general_path(getkey):
-    from meanfield._temperature import _arithmetic_grid, _curves_core
+    from meanfield.temperature._temperature import _arithmetic_grid, _curves_core
 
     scores = jax.random.normal(getkey(), (3, 500))
     grid = jnp.linspace(0.0, 12.0, 67)
     assert _arithmetic_grid(grid) is not None
     assert _arithmetic_grid(grid.at[5].add(1e-3)) is None
-    fast = mf.softmax_curves(scores, grid)
+    fast = mf.temperature.softmax_curves(scores, grid)
     slow = _curves_core(scores, grid, with_e2=True)
     for a, b in zip(fast, slow, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13)

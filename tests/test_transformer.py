@@ -20,7 +20,7 @@ if importlib.util.find_spec("all_minilm_l6_v2") is None:
     )
 
 from meanfield import transformer as tr  # noqa: E402
-from meanfield._temperature import critical_beta  # noqa: E402
+from meanfield.temperature._temperature import critical_beta  # noqa: E402
 
 TEXT = (
     "The mean-field limit describes many interacting particles by a probability measure. "
@@ -212,7 +212,7 @@ def test_diagnostics_write_json_and_figures(model, tmp_path):
 
 
 def test_cli_transformer_subcommand(tmp_path):
-    from meanfield import cli
+    from meanfield.runs import cli
 
     parser = cli.build_parser()
     choices = parser._subparsers._group_actions[0].choices

@@ -34,7 +34,7 @@ import jax.numpy as jnp
 from jax import lax
 from jaxtyping import Array, Float
 
-from .._sphere import project
+from ..sphere import project
 
 PRECISIONS = {
     "highest": lax.Precision.HIGHEST,

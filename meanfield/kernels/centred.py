@@ -25,7 +25,7 @@ from typing import ClassVar
 import jax.numpy as jnp
 from jax import lax
 
-from .._sphere import project
+from ..sphere import project
 from ._base import (
     AbstractKernel,
     KernelError,

@@ -44,6 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float
 
+from .._json import jsonable
 from ._long_context import LAW_NAMES, fit_laws
 from ._text import STDLIB_MODULES, stdlib_text  # noqa: F401  (re-exported)
 
@@ -117,7 +118,7 @@ def causal_critical_beta(logits: Float[Array, "... n n"]) -> Float[Array, "... n
 
 def _row_stats(logits: Float[Array, "L H n n"], beta: float):
     """Per-row beta*_n, score std, entropy/log n and p_max at beta: four (L, H, n) arrays."""
-    from .._temperature import critical_beta, p_max, softmax_entropy
+    from ..temperature._temperature import critical_beta, p_max, softmax_entropy
 
     n = logits.shape[-1]
     bstar = critical_beta(logits, ties="ignore")
@@ -237,7 +238,7 @@ def _clusters(X: np.ndarray, cos_threshold: float) -> tuple[int, float]:
     connected components, uniform masses).
     """
     try:
-        from .._atoms import cluster_padded
+        from ..atoms import cluster_padded
     except ImportError:  # pragma: no cover - the core module is part of the package
         cluster_padded = None
     tol = float(np.arccos(np.clip(cos_threshold, -1.0, 1.0)))
@@ -362,26 +363,12 @@ def critical_ratio_table(ratio: np.ndarray, fmt: str = "{:.2f}") -> str:
 
 def _entropy_curves(logits, beta_grid, rows: int) -> np.ndarray:
     """Mean over `rows` evenly spaced query rows of H(beta)/log n: (L, H, B)."""
-    from .._temperature import entropy_curve
+    from ..temperature._temperature import entropy_curve
 
     n = logits.shape[-1]
     idx = np.unique(np.linspace(0, n - 1, min(rows, n)).astype(int))
     curves = entropy_curve(logits[:, :, idx, :], jnp.asarray(beta_grid, logits.dtype))
     return np.asarray(jnp.mean(curves, axis=2)) / math.log(n)
-
-
-def _jsonable(x):
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.ndarray | jax.Array):
-        return _jsonable(np.asarray(x).tolist())
-    if isinstance(x, (np.floating, float)):
-        return float(x) if math.isfinite(float(x)) else None
-    if isinstance(x, np.integer):
-        return int(x)
-    return x
 
 
 def run_diagnostics(
@@ -500,7 +487,7 @@ def run_diagnostics(
         }
     step(1)
     summary["timing"]["diagnostics_total_s"] = time.perf_counter() - t_start
-    summary = _jsonable(summary)
+    summary = jsonable(summary, nonfinite="null")
     summary["_arrays"] = {
         "ns": ns,
         "beta_star": sweep["beta_star"],

@@ -10,6 +10,7 @@ import pytest
 
 import meanfield as mf
 from meanfield import kernels
+from meanfield.integrate import shard_ensemble
 from meanfield.kernels import select_kernel
 
 F32, F64, BF16 = jnp.float32, jnp.float64, jnp.bfloat16
@@ -108,7 +109,7 @@ def test_every_entry_point_resolves_auto_outside_jit(getkey, monkeypatch):
         "ensemble": lambda: mf.ensemble(
             auto, jr.PRNGKey(3), n=8, d=2, seeds=2, dt=1e-3, steps=3, betas=[50.0, 100.0]
         ),
-        "shard_ensemble": lambda: mf.shard_ensemble(
+        "shard_ensemble": lambda: shard_ensemble(
             auto, jr.PRNGKey(3), n=8, d=2, seeds=2, dt=1e-3, steps=3, betas=[50.0, 100.0]
         ),
         "integrate_diffrax": lambda: mf.integrate_diffrax(auto, X0, t1=1e-3),

@@ -15,8 +15,8 @@ import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from ._validation import is_concrete
-from .kernels import max_exponent
+from .._validation import is_concrete
+from ..kernels import max_exponent
 
 
 def perceptron_energy(X: Float[Array, "n d"], m: Float[Array, " n"], perceptron) -> Array:

@@ -32,11 +32,23 @@ import jax.numpy as jnp
 from jax import lax
 from jaxtyping import Array, Float, Int
 
-from ._sphere import retract
 from ._validation import check_masses, check_points, check_positive_scalar
+from .sphere import retract
 
 DEFAULT_TOL = 1e-2
 """Default angular tolerance (radians) for linking two particles into one atom."""
+
+
+def default_tolerance(beta, scale: float = 0.1, max_tol: float = 0.2):
+    """The beta-aware linking tolerance min(scale / sqrt(beta), max_tol) (radians).
+
+    Atoms of the mean-field energy have width O(1 / sqrt(beta)) (the kernel's scale), so a
+    fixed tolerance either merges distinct atoms at small beta or splits one at large beta.
+    This is the rule of the CLI (`--cluster-tol auto`) and of the localisation study.
+    Traced or concrete `beta`; returns an array of beta's shape.
+    """
+    return jnp.minimum(scale / jnp.sqrt(beta), max_tol)
+
 
 BLOCK = 256
 """Rows per block in the pairwise passes (memory BLOCK * n floats)."""

@@ -49,16 +49,8 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ._integrate import (
-    Trajectory,
-    _check_run,
-    _integrate_scan,
-    make_step,
-    prepare_ensemble,
-    with_beta,
-)
-from ._validation import check_int, is_concrete
-from .kernels import (  # noqa: F401  (combine_stats, default_mesh: re-exported)
+from .._validation import check_int, is_concrete
+from ..kernels import (  # noqa: F401  (combine_stats, default_mesh: re-exported)
     AbstractKernel,
     Ring,
     Stats,
@@ -67,7 +59,15 @@ from .kernels import (  # noqa: F401  (combine_stats, default_mesh: re-exported)
     kernel_from,
     resolve_kernel,
 )
-from .kernels.ring import mesh_axis, pad_to
+from ..kernels.ring import mesh_axis, pad_to
+from ._single import (
+    Trajectory,
+    _check_run,
+    _integrate_scan,
+    make_step,
+    prepare_ensemble,
+    with_beta,
+)
 
 BATCH = "batch"
 

@@ -64,9 +64,9 @@ import optax
 from jax import lax
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ._dynamics import MLP
-from ._sphere import exp_map, project, retract, uniform_sphere
-from ._validation import check_int, check_positive_scalar
+from .._validation import check_int, check_positive_scalar
+from ..dynamics._model import MLP
+from ..sphere import exp_map, project, retract, uniform_sphere
 
 # ----------------------------------------------------------------------------- scalings
 

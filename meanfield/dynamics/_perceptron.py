@@ -18,8 +18,8 @@ import jax.random as jr
 from jax.scipy.special import ndtr
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ._sphere import project, uniform_sphere
-from ._validation import check_int, is_concrete
+from .._validation import check_int, is_concrete
+from ..sphere import project, uniform_sphere
 
 _INV_SQRT_2PI = 0.3989422804014327
 

@@ -26,10 +26,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._atoms import cluster_padded
-from ._dynamics import MeanField
-from ._integrate import integrate
-from ._sphere import uniform_sphere
+from ..atoms import cluster_padded
+from ..dynamics._model import MeanField
+from ..integrate._single import integrate
+from ..sphere import uniform_sphere
 
 _cluster_jit = jax.jit(cluster_padded)
 
@@ -152,7 +152,7 @@ def run_study(
 
 def plot_study(result: dict, out: Path) -> list[str]:
     """Energy versus time per n (mean +- std over seeds) and final observables versus n."""
-    from . import plot
+    from .. import plot
 
     plt = plot._plt()
     written = []

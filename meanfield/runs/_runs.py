@@ -41,7 +41,7 @@ Trajectories are subsampled by `save_every` (a divisor of `steps`) and never tru
 run whose saved states would exceed `max_trajectory_mb` is refused before it starts, with
 the smallest `save_every` that fits.
 
-**Writing.** A run is never written in place: `RunWriter` (`meanfield._runfolder`) takes
+**Writing.** A run is never written in place: `RunWriter` (`meanfield.runs._folder`) takes
 the lock ``.DIR.lock`` next to DIR (a second writer fails at once, naming the pid; locks
 of dead processes are replaced), refuses an existing, non-empty DIR unless `overwrite`
 (`--overwrite`, which replaces the folder as a whole and only if it is a run), stages
@@ -82,8 +82,10 @@ from typing import Any
 
 import numpy as np
 
+from .._json import jsonable
+from ..kernels import REGISTRY as _KERNELS
 from ._demo import run_demo
-from ._runfolder import (
+from ._folder import (
     RunFolderError,
     RunLock,
     RunWriter,
@@ -92,7 +94,6 @@ from ._runfolder import (
     staging_dirs,
     write_atomic,
 )
-from .kernels import REGISTRY as _KERNELS
 
 KERNEL_NAMES = tuple(_KERNELS)
 
@@ -425,7 +426,7 @@ def _check_combinations(command: str, cfg: dict) -> None:
                 f"{cfg['max_trajectory_mb']:g}; {hint} (never truncated silently)"
             )
     if cfg.get("kernel", "auto") != "auto" and "d" in cfg:
-        from .kernels import KernelError
+        from ..kernels import KernelError
 
         dtype = "float64" if cfg.get("x64") else "float32"
         try:
@@ -460,7 +461,7 @@ def _check_transformer(cfg: dict) -> None:
             model_type = json.loads((folder / "config.json").read_text()).get("model_type")
         except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
             raise ConfigError(f"model={cfg['model']}: config.json is not a JSON object") from None
-        from .transformer.checkpoint import ARCHITECTURES
+        from ..transformer.checkpoint import ARCHITECTURES
 
         if model_type not in ARCHITECTURES:
             raise ConfigError(
@@ -469,7 +470,7 @@ def _check_transformer(cfg: dict) -> None:
             )
         cfg["model"] = str(folder)
     else:
-        from .transformer._load import INSTALL_LINE, package_path
+        from ..transformer._load import INSTALL_LINE, package_path
 
         if package_path() is None:
             raise ConfigError(f"model=minilm needs the weights package: {INSTALL_LINE}")
@@ -486,7 +487,7 @@ def _check_transformer(cfg: dict) -> None:
 
 def parse_family(spec: str) -> tuple[str, dict]:
     """'weibull:p=3,sigma=2' -> ('weibull', {'p': 3.0, 'sigma': 2.0}), checked."""
-    from ._temperature import FAMILIES, _family_params
+    from ..temperature._temperature import FAMILIES, _family_params
 
     name, _, rest = spec.partition(":")
     name = name.strip()
@@ -591,27 +592,11 @@ class Run:
         """`Trajectory(ts, xs)` of the saved states (simulate runs)."""
         import jax.numpy as jnp
 
-        from ._integrate import Trajectory
+        from ..integrate._single import Trajectory
 
         if "xs" not in self.arrays or "ts" not in self.arrays:
             raise ValueError(f"run {self.path} ({self.command}) has no saved trajectory")
         return Trajectory(jnp.asarray(self.arrays["ts"]), jnp.asarray(self.arrays["xs"]))
-
-
-def _jsonable(x):
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, (np.generic,)):
-        return x.item()
-    if hasattr(x, "shape") and hasattr(x, "dtype"):
-        return _jsonable(np.asarray(x).tolist())
-    if isinstance(x, Path):
-        return str(x)
-    if isinstance(x, float) and not math.isfinite(x):
-        return str(x)
-    return x
 
 
 def _file_entry(path: Path, digest: bool) -> dict:
@@ -639,15 +624,15 @@ def write_run_files(
     np.savez_compressed(arrays_path, **{k: np.asarray(v) for k, v in arrays.items()})
     fault("save-arrays")
     results_path = folder / "results.json"
-    results_path.write_text(json.dumps(_jsonable(results), indent=2) + "\n")
+    results_path.write_text(json.dumps(jsonable(results), indent=2) + "\n")
     fault("save-results")
     meta = {
         "format": FORMAT,
         "version": VERSION,
         "command": command,
         "rerunnable": bool(rerunnable),
-        "config": _jsonable(config),
-        "environment": _jsonable(environment),
+        "config": jsonable(config),
+        "environment": jsonable(environment),
         "files": {
             "arrays.npz": _file_entry(arrays_path, digest=False),
             "results.json": _file_entry(results_path, digest=True),
@@ -707,7 +692,7 @@ def save_run(
 
     The saved run, read back with `load_run`.
     """
-    from ._integrate import Trajectory
+    from ..integrate._single import Trajectory
 
     if isinstance(arrays, Trajectory):
         arrays = {"ts": arrays.ts, "xs": arrays.xs}
@@ -722,11 +707,11 @@ def save_run(
     config = dict(config or {})
     if command in WORKFLOWS or command in ("demo", "rerun", "resume"):
         raise ValueError(f"`command`={command!r} is a meanfield command; use another label")
-    json.dumps(_jsonable(results)), json.dumps(_jsonable(config))  # fail before writing
+    json.dumps(jsonable(results)), json.dumps(jsonable(config))  # fail before writing
     figures = dict(figures or {})
     with RunWriter(folder, overwrite=overwrite, flag="overwrite=True", what="folder") as writer:
         if figures:
-            from . import plot
+            from .. import plot
 
             names = []
             for name, fig in figures.items():
@@ -984,7 +969,7 @@ def environment(device, cfg: dict) -> dict:
     import jax
     import jaxlib
 
-    from . import __version__
+    from .. import __version__
 
     return {
         "meanfield": __version__,
@@ -1016,8 +1001,8 @@ def _dtype(cfg):
 
 def build_model(cfg: dict, key, beta=None):
     """The MeanField model of a config (random perceptron drawn from `key`)."""
-    from ._dynamics import MeanField
-    from ._perceptron import Perceptron
+    from ..dynamics._model import MeanField
+    from ..dynamics._perceptron import Perceptron
 
     perceptron = None
     if cfg["activation"] != "none":
@@ -1037,9 +1022,11 @@ def build_model(cfg: dict, key, beta=None):
 
 
 def cluster_tolerance(cfg: dict, beta: float) -> float:
-    """The angular cluster tolerance: the config's, or min(0.1 / sqrt(beta), 0.2)."""
+    """The config's angular cluster tolerance, or `atoms.default_tolerance(beta)` for "auto"."""
+    from ..atoms import default_tolerance
+
     tol = cfg["cluster_tol"]
-    return float(min(0.1 / math.sqrt(beta), 0.2)) if tol == "auto" else float(tol)
+    return float(default_tolerance(beta)) if tol == "auto" else float(tol)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -1079,7 +1066,7 @@ def integrate_chunked(
     """
     import jax.numpy as jnp
 
-    from ._integrate import Trajectory, integrate
+    from ..integrate._single import Trajectory, integrate
 
     if steps % save_every:
         raise ValueError(f"steps={steps} must be a multiple of save_every={save_every}")
@@ -1136,7 +1123,7 @@ def _cluster_stats_fn():
     import jax
     import jax.numpy as jnp
 
-    from ._atoms import cluster_padded
+    from ..atoms import cluster_padded
 
     @eqx.filter_jit
     def stats(flat, tol):
@@ -1169,7 +1156,7 @@ def _non_decreasing(values, rtol: float = 1e-5) -> bool:
 
 
 def _save_fig(fig, out: Path, name: str, files: list) -> None:
-    from . import plot
+    from .. import plot
 
     plot.save(fig, out / name)
     files.append(name)
@@ -1184,8 +1171,8 @@ def run_simulate(cfg: dict, out: Path, quiet: bool = False, checkpoint=None):
     import jax
     import jax.random as jr
 
-    from ._atoms import cluster
-    from ._sphere import uniform_sphere
+    from ..atoms import cluster
+    from ..sphere import uniform_sphere
 
     kx, kp = jr.split(jr.PRNGKey(cfg["seed"]))
     model = build_model(cfg, kp)
@@ -1238,7 +1225,7 @@ def _model_title(cfg) -> str:
 
 
 def _simulate_figures(cfg, traj, energy, out, files) -> None:
-    from . import plot
+    from .. import plot
 
     title = _model_title(cfg)
     d = cfg["d"]
@@ -1266,8 +1253,8 @@ def run_sweep(cfg: dict, out: Path, quiet: bool = False):
     import jax.numpy as jnp
     import jax.random as jr
 
-    from ._critical import MASS_BOUND_LIMIT, mass_bound
-    from ._integrate import ensemble, with_beta
+    from ..critical._critical import MASS_BOUND_LIMIT, mass_bound
+    from ..integrate._single import ensemble, with_beta
 
     kx, kp = jr.split(jr.PRNGKey(cfg["seed"]))
     betas = [float(b) for b in cfg["betas"]]
@@ -1334,7 +1321,7 @@ def run_sweep(cfg: dict, out: Path, quiet: bool = False):
 
 
 def _sweep_figures(cfg, arrays, bounds, out, files) -> None:
-    from . import plot
+    from .. import plot
 
     title = _model_title(cfg)
     fig = plot.phase_diagram(
@@ -1377,7 +1364,7 @@ def certify_atoms(model, locations, masses, *, newton_iter: int = 30) -> tuple[d
     import jax
     import jax.numpy as jnp
 
-    from ._critical import newton_refine, stability_report, stationarity_residual
+    from ..critical._critical import newton_refine, stability_report, stationarity_residual
 
     with jax.enable_x64(True):
         mdl = _to_float64(model)
@@ -1424,7 +1411,7 @@ def _critical_start(cfg):
     """(model, config used for the model, X) for critical: a saved run's final state or uniform."""
     import jax.random as jr
 
-    from ._sphere import uniform_sphere
+    from ..sphere import uniform_sphere
 
     if cfg["from_run"]:
         run = load_run(cfg["from_run"])
@@ -1445,9 +1432,9 @@ def run_critical(cfg: dict, out: Path, quiet: bool = False):
         return _run_localisation(cfg, out, quiet)
     import jax.numpy as jnp
 
-    from ._atoms import cluster
-    from ._critical import MASS_BOUND_LIMIT, mass_bound
-    from ._integrate import integrate_until
+    from ..atoms import cluster
+    from ..critical._critical import MASS_BOUND_LIMIT, mass_bound
+    from ..integrate._single import integrate_until
 
     model, mcfg, X0 = _critical_start(cfg)
     with Progress(1, "flow to stationarity", quiet=quiet) as bar:
@@ -1491,7 +1478,7 @@ def run_critical(cfg: dict, out: Path, quiet: bool = False):
     arrays = {"x": res.x, "locations": atoms.locations, "masses": atoms.masses, **cert_arrays}
     files: list[str] = []
     if cfg["plots"] and d in (2, 3):
-        from . import plot
+        from .. import plot
 
         verdict = (
             "strictly stable"
@@ -1512,7 +1499,7 @@ def run_critical(cfg: dict, out: Path, quiet: bool = False):
 def _run_localisation(cfg: dict, out: Path, quiet: bool):
     import jax.random as jr
 
-    from ._localisation_study import run_study
+    from ..studies.localisation import run_study
 
     study = run_study(
         out,
@@ -1546,7 +1533,7 @@ def run_temperature(cfg: dict, out: Path, quiet: bool = False):
     import jax.numpy as jnp
     import jax.random as jr
 
-    from ._temperature import (
+    from ..temperature._temperature import (
         beta_at_pmax_half,
         critical_beta,
         predicted_critical_beta,
@@ -1599,7 +1586,7 @@ def run_temperature(cfg: dict, out: Path, quiet: bool = False):
     results = {"families": table}
     files: list[str] = []
     if cfg["plots"]:
-        from . import plot
+        from .. import plot
 
         fig = plot.entropy_panels(
             arrays["betas"],
@@ -1623,7 +1610,7 @@ def run_transformer(cfg: dict, out: Path, quiet: bool = False):
     """Long-context temperature diagnostics of a checkpoint (MiniLM by default): beta*_n of
     causal rows versus n per layer and head, critical ratios, growth laws, the recommended
     logit scale s(n); for encoders also the MiniLM study (summary.json, table.md)."""
-    from .transformer import (
+    from ..transformer import (
         LAW_NAMES,
         load_checkpoint,
         load_minilm,
@@ -1637,7 +1624,7 @@ def run_transformer(cfg: dict, out: Path, quiet: bool = False):
     limit = cfg["max_tokens"] or None
     ids = text_ids(model, text, max_tokens=limit, truncate=cfg["truncate"])  # refuse early
     study = bool(cfg["study"]) and not getattr(model, "causal", False)
-    from .transformer._diagnostics import study_steps
+    from ..transformer._diagnostics import study_steps
 
     steps = model.layers + 1 + (study_steps(cfg["lengths"]) if study else 0)
     with Progress(steps, "transformer", quiet=quiet) as bar:
@@ -1651,7 +1638,7 @@ def run_transformer(cfg: dict, out: Path, quiet: bool = False):
         )
         summary = None
         if study:
-            from .transformer import run_diagnostics
+            from ..transformer import run_diagnostics
 
             summary = run_diagnostics(
                 model,
@@ -1710,7 +1697,7 @@ def run_transformer(cfg: dict, out: Path, quiet: bool = False):
                 f"{n}.png" for n in ("critical_ratio", "entropy_curves", "growth", "particles")
             ]
     if cfg["plots"]:
-        from .transformer import plot_long_context
+        from ..transformer import plot_long_context
 
         for name, fig in plot_long_context(res).items():
             _save_fig(fig, out, f"long_context_{name}.png", files)
@@ -1811,7 +1798,7 @@ def execute(
             if not resume:
                 record = {
                     "command": command,
-                    "config": _jsonable(cfg),
+                    "config": jsonable(cfg),
                     "checkpoint_every": every,
                     "overwrite": bool(overwrite),
                     "out": str(out),

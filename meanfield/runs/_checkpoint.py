@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._runfolder import fault, write_atomic
+from ._folder import fault, write_atomic
 
 CHECKPOINT_FILE = "checkpoint.npz"
 FORMAT = "meanfield-checkpoint"
@@ -169,7 +169,7 @@ def integrate_checkpointed(
     - `checkpoint_every`: steps between checkpoints, a multiple of `save_every`.
     - `key`: a PRNG key to keep with the state (for callers that draw from it later); it
       is part of the fingerprint, and returned by `load_checkpoint`.
-    - `progress`: an object with `total` and `update()` (e.g. `meanfield._runs.Progress`).
+    - `progress`: an object with `total` and `update()` (e.g. `meanfield.runs._runs.Progress`).
 
     **Returns:**
 
@@ -179,7 +179,7 @@ def integrate_checkpointed(
     """
     import jax.numpy as jnp
 
-    from ._integrate import Trajectory, integrate
+    from ..integrate._single import Trajectory, integrate
 
     steps = _check_int(steps, "steps")
     save_every = steps if save_every is None else _check_int(save_every, "save_every")

@@ -61,35 +61,8 @@ import numpy as np
 from jax import lax
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
 
-from ._validation import float_dtype as _float_dtype
-from ._validation import is_concrete as _is_concrete
-
-__all__ = [
-    "FAMILIES",
-    "SoftmaxCurves",
-    "beta_at_entropy_fraction",
-    "beta_at_pmax",
-    "beta_at_pmax_half",
-    "critical_beta",
-    "critical_beta_of_particles",
-    "effective_support",
-    "endpoint_law_constant",
-    "entropy_curve",
-    "entropy_derivative",
-    "gap_counts",
-    "log_partition",
-    "p_max",
-    "participation",
-    "predicted_critical_beta",
-    "sample_scores",
-    "score_rows",
-    "soft_critical_beta",
-    "soft_gap_counts",
-    "softmax_curves",
-    "softmax_entropy",
-    "softmax_probs",
-    "sorted_gaps",
-]
+from .._validation import float_dtype as _float_dtype
+from .._validation import is_concrete as _is_concrete
 
 #: Score families known to `sample_scores` and `predicted_critical_beta`, with their
 #: parameters and defaults.

@@ -35,20 +35,15 @@ import jax.random as jr
 import numpy as np
 from jax import lax
 
-from ._atoms import cluster_padded
-from ._critical import MASS_BOUND_LIMIT, mass_bound
-from ._dynamics import MeanField
-from ._integrate import make_step, with_beta
-from ._perceptron import Perceptron
-from ._sphere import uniform_sphere
+from ..atoms import cluster_padded, default_tolerance
+from ..critical._critical import MASS_BOUND_LIMIT, mass_bound
+from ..dynamics._model import MeanField
+from ..dynamics._perceptron import Perceptron
+from ..integrate._single import make_step, with_beta
+from ..sphere import uniform_sphere
 
 PAPER_BETAS = (0.01, 0.05, 0.1, 0.5, 1.0, 3.0, 5.0, 7.0, 10.0, 15.0, 25.0, 35.0, 50.0)
 QUICK_BETAS = (0.1, 1.0, 5.0, 15.0, 50.0)
-
-
-def cluster_tolerance(beta, cluster_scale: float = 0.1, max_tol: float = 0.2):
-    """Angular linking tolerance min(cluster_scale / sqrt(beta), max_tol) (radians)."""
-    return jnp.minimum(cluster_scale / jnp.sqrt(beta), max_tol)
 
 
 @eqx.filter_jit
@@ -61,7 +56,7 @@ def _run_batch(model, X0s, betas, dt, max_steps, check_every, speed_tol, cluster
     def one(beta, X0):
         mdl = with_beta(model, beta)
         field = lambda X: mdl._velocity(X, m)
-        tol = cluster_tolerance(beta, cluster_scale, max_tol)
+        tol = default_tolerance(beta, cluster_scale, max_tol)
 
         def stats(X):
             speed = jnp.max(jnp.linalg.norm(field(X), axis=-1))
@@ -164,7 +159,7 @@ def run_dimension(
                 converged=bool(out["speed"][b] <= speed_tol),
                 mass_bound=mass_bound(beta, p),
                 mass_bound_limit=MASS_BOUND_LIMIT,
-                cluster_tol=float(cluster_tolerance(beta, cluster_scale, max_tol)),
+                cluster_tol=float(default_tolerance(beta, cluster_scale, max_tol)),
             )
         )
     return records

@@ -21,19 +21,19 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from ._energy import perceptron_energy, safe_exp
-from ._perceptron import Perceptron, activation_functions, check_perceptron
-from ._sphere import project
-from ._validation import (
+from .._validation import (
     check_masses,
     check_points,
     check_positive_scalar,
     check_sign,
     is_concrete,
 )
-from .kernels import AbstractKernel, Spectral, log_masses, max_exponent, resolve_kernel
-from .kernels._base import accumulation_dtype
-from .kernels.select import kernel_from
+from ..kernels import AbstractKernel, Spectral, log_masses, max_exponent, resolve_kernel
+from ..kernels._base import accumulation_dtype
+from ..kernels.select import kernel_from
+from ..sphere import project
+from ._energy import perceptron_energy, safe_exp
+from ._perceptron import Perceptron, activation_functions, check_perceptron
 
 ATTENTIONS = ("usa", "sa", "general")
 

@@ -24,9 +24,9 @@ import jax.random as jr
 from jax import lax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from ._sphere import exp_map, retract, uniform_sphere
-from ._validation import check_int, check_positive_scalar, is_concrete
-from .kernels import max_exponent
+from .._validation import check_int, check_positive_scalar, is_concrete
+from ..kernels import max_exponent
+from ..sphere import exp_map, retract, uniform_sphere
 
 METHODS = ("euler", "rk4", "geodesic")
 _BLOWUP = (

@@ -1,0 +1,5 @@
+"""`python -m meanfield ...` is the `meanfield` command."""
+
+from .runs.cli import main
+
+raise SystemExit(main())

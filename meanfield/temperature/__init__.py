@@ -1,0 +1,58 @@
+"""Softmax rows and their critical inverse temperature (arXiv 2605.12697), independent of
+the particle model: entropy and p_max curves on beta grids, gap counts N_n(t), the
+critical beta*_n, implicit roots with exact derivatives, and the score families with
+their predicted laws."""
+
+from ._temperature import (
+    FAMILIES,
+    SoftmaxCurves,
+    beta_at_entropy_fraction,
+    beta_at_pmax,
+    beta_at_pmax_half,
+    critical_beta,
+    critical_beta_of_particles,
+    effective_support,
+    endpoint_law_constant,
+    entropy_curve,
+    entropy_derivative,
+    gap_counts,
+    log_partition,
+    p_max,
+    participation,
+    predicted_critical_beta,
+    sample_scores,
+    score_rows,
+    soft_critical_beta,
+    soft_gap_counts,
+    softmax_curves,
+    softmax_entropy,
+    softmax_probs,
+    sorted_gaps,
+)
+
+__all__ = [
+    "FAMILIES",
+    "SoftmaxCurves",
+    "beta_at_entropy_fraction",
+    "beta_at_pmax",
+    "beta_at_pmax_half",
+    "critical_beta",
+    "critical_beta_of_particles",
+    "effective_support",
+    "endpoint_law_constant",
+    "entropy_curve",
+    "entropy_derivative",
+    "gap_counts",
+    "log_partition",
+    "p_max",
+    "participation",
+    "predicted_critical_beta",
+    "sample_scores",
+    "score_rows",
+    "soft_critical_beta",
+    "soft_gap_counts",
+    "softmax_curves",
+    "softmax_entropy",
+    "softmax_probs",
+    "sorted_gaps",
+]
