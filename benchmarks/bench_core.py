@@ -88,7 +88,7 @@ def bench_velocity(sizes, dims, dtypes, repeats):
                 X = mf.uniform_sphere(jax.random.PRNGKey(0), n, d, dtype=dtype)
                 m = jax.numpy.full((n,), 1.0 / n, dtype)
                 model = mf.MeanField(1.0, sign=1, attention="usa")
-                jitted = eqx.filter_jit(lambda mdl, X, m: mdl._velocity(X, m))
+                jitted = eqx.filter_jit(lambda mdl, X, m: mdl.vector_field(0.0, X, m))
                 fn = lambda X, m, mdl=model, jitted=jitted: jitted(mdl, X, m)
                 t_mf = best_time(fn, X, m, repeats=repeats)
                 Xn, mn = np.asarray(X), np.asarray(m)
@@ -121,12 +121,12 @@ def bench_ensemble(batch, n, d, steps, beta, dt, repeats):
         jax.random.split(key, batch)
     )
     m = jax.numpy.full((n,), 1.0 / n, "float32")
-    from meanfield.integrate._single import _integrate_scan
+    from meanfield.integrate._single import integrate_scan  # the scan an ensemble vmaps
 
     dt_arr = jax.numpy.asarray(dt, "float32")
     batched = eqx.filter_jit(
         jax.vmap(
-            lambda mdl, X: _integrate_scan(mdl, X, m, dt_arr, steps, steps, "euler").final,
+            lambda mdl, X: integrate_scan(mdl, X, m, dt_arr, steps, steps, "euler").final,
             in_axes=(None, 0),
         )
     )

@@ -84,6 +84,19 @@ class Atoms(eqx.Module):
         """Largest atom diameter (radians)."""
         return jnp.max(self.diameters)
 
+    def __repr__(self) -> str:
+        leaves = (self.masses, self.count)
+        if any(isinstance(x, jax.core.Tracer) for x in leaves) or jnp.ndim(self.count):
+            return (
+                f"Atoms(locations={self.locations!r}, masses={self.masses!r}, count={self.count!r})"
+            )
+        k = int(self.count)
+        masses = ", ".join(f"{float(x):.4g}" for x in self.masses[: min(k, 6)])
+        more = ", ..." if k > 6 else ""
+        diameter = float(jnp.max(self.diameters[: max(k, 1)]))
+        d = self.locations.shape[-1]
+        return f"Atoms(count={k}, masses=[{masses}{more}], max_diameter={diameter:.3g}, d={d})"
+
 
 def _row_blocks(X: Float[Array, "n d"], block: int):
     n, d = X.shape

@@ -5,6 +5,9 @@ Note: `meanfield.integrate` (the function) shadows this subpackage as an attribu
 `meanfield`; import the other names with `from meanfield.integrate import ...`.
 """
 
+from ._diffrax import integrate_diffrax
+from ._ensemble import ensemble
+from ._results import StopResult, Trajectory
 from ._sharded import (
     gather_global,
     initialize_distributed,
@@ -12,24 +15,15 @@ from ._sharded import (
     shard_ensemble,
     sharded_velocity,
 )
-from ._single import (
-    METHODS,
-    StopResult,
-    Trajectory,
-    ensemble,
-    integrate,
-    integrate_diffrax,
-    integrate_until,
-    make_step,
-    stepper,
-    with_beta,
-)
+from ._single import field_of, integrate, integrate_until, stepper, with_beta
+from ._steps import METHODS, make_step, run_until, scan_saves
 
 __all__ = [
     "METHODS",
     "StopResult",
     "Trajectory",
     "ensemble",
+    "field_of",
     "gather_global",
     "initialize_distributed",
     "integrate",
@@ -37,6 +31,8 @@ __all__ = [
     "integrate_sharded",
     "integrate_until",
     "make_step",
+    "run_until",
+    "scan_saves",
     "shard_ensemble",
     "sharded_velocity",
     "stepper",

@@ -5,7 +5,7 @@ Three layers, one code path from a laptop CPU to many accelerators:
 (a) `shard_ensemble`: an ensemble (betas x seeds) whose batch axis is sharded over the
     devices of a 1-d `Mesh` with `NamedSharding` (one `jax.jit` with in/out shardings;
     no communication at all: every system lives on one device).
-(b) `ring_attention_stats`, `sharded_velocity`, `integrate_sharded`: one large system
+(b) `sharded_velocity`, `integrate_sharded` (and `kernels.Ring` for the bare sums): one large system
     sharded over particles with `jax.shard_map`. Device r holds the rows I_r of X (its
     queries) and, in turn, every key block: the key/value/log-weight blocks travel round
     a ring with `lax.ppermute`, and the per-block statistics are merged with the online
@@ -18,7 +18,7 @@ Three layers, one code path from a laptop CPU to many accelerators:
 Ragged sizes: n not divisible by the number of devices p is padded with zero-mass
 particles (log-weight -inf: they feel the field and exert none) placed at e_1, and the
 padding is dropped from the results; the unpadded particles follow exactly the unsharded
-dynamics (float64: 1e-12 relative, see tests/test_sharding.py).
+dynamics (float64: 1e-12 relative, see tests/integrate/test_sharded.py).
 
 Launch line for two processes on one machine (CPU, gloo collectives), each with 4
 host devices:
@@ -28,7 +28,7 @@ host devices:
 
 where run.py calls, before any other JAX call,
 
-    meanfield.initialize_distributed("127.0.0.1:12355", num_processes=2, process_id=pid)
+    meanfield.integrate.initialize_distributed("127.0.0.1:12355", num_processes=2, process_id=pid)
 
 and then `integrate_sharded(...)` / `shard_ensemble(...)` as on one process. On GPU
 clusters (SLURM, Open MPI, Cloud TPU) `initialize_distributed()` with no arguments lets
@@ -44,7 +44,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 from jaxtyping import Array, Float, PRNGKeyArray
@@ -60,14 +60,10 @@ from ..kernels import (  # noqa: F401  (combine_stats, default_mesh: re-exported
     resolve_kernel,
 )
 from ..kernels.ring import mesh_axis, pad_to
-from ._single import (
-    Trajectory,
-    _check_run,
-    _integrate_scan,
-    make_step,
-    prepare_ensemble,
-    with_beta,
-)
+from ._ensemble import prepare_ensemble
+from ._results import Trajectory
+from ._single import check_run, field_of, integrate_scan, with_beta
+from ._steps import BLOWUP, blew_up, make_step, scan_saves
 
 BATCH = "batch"
 
@@ -84,27 +80,6 @@ def _pad_points(X: Float[Array, "n d"], multiple: int) -> Float[Array, "N d"]:
 
 
 # --------------------------------------------------------------------------- (b) ring
-def ring_attention_stats(
-    Q: Float[Array, "nq d"],
-    K: Float[Array, "nk d"],
-    V: Float[Array, "nk e"],
-    beta,
-    log_w: Float[Array, " nk"],
-    mesh: Mesh | None = None,
-    axis_name: str | None = None,
-    kernel: AbstractKernel | str = "tiled",
-) -> Stats:
-    """`kernels.Ring(kernel, mesh, axis_name).stats(Q, K, V, beta, log_w)`: the statistics
-    with queries and keys sharded over `axis_name` of `mesh` (see `kernels.ring`).
-
-    L_i = log sum_j w_j exp(beta <q_i, k_j>),  Y_i = sum_j softmax_j(...) v_j; ragged sizes
-    are padded (queries with 0, keys with log-weight -inf) and the padding is dropped.
-    `kernel` is the single-device kernel for each (query block, key block).
-    """
-    inner = kernel_from("tiled" if kernel == "auto" else kernel)
-    return Ring(inner, mesh, axis_name).stats(Q, K, V, beta, log_w)
-
-
 def _ring_model(model, n: int, d: int, dtype, axis: str, size: int):
     """The model with its kernel replaced by a local-mode Ring over `axis` (inside
     shard_map): the inner kernel is the model's own (a Ring's inner one), "auto" resolved
@@ -128,7 +103,7 @@ def _shard_inputs(X, m, mesh: Mesh, axis: str):
 @eqx.filter_jit
 def _sharded_velocity(model, Xp, mp, mesh, axis):
     fn = jax.shard_map(
-        lambda mdl, X, m: mdl._velocity(X, m),
+        lambda mdl, X, m: mdl.vector_field(0.0, X, m),
         mesh=mesh,
         in_specs=(P(), P(axis), P(axis)),
         out_specs=P(axis),
@@ -162,15 +137,8 @@ def _integrate_sharded_scan(model, Xp, mp, dt, steps, save_every, method, mesh, 
     step = make_step(method)
 
     def local(model, X0, m, dt):
-        field = lambda X: model._velocity(X, m)
-        inner = lambda X, _: (step(field, X, dt), None)
-
-        def outer(X, _):
-            X, _ = lax.scan(inner, X, None, length=save_every)
-            return X, X
-
-        _, xs = lax.scan(outer, X0, None, length=steps // save_every)
-        return jnp.concatenate([X0[None], xs], axis=0)
+        # The blow-up check runs on the gathered result, outside shard_map.
+        return scan_saves(step, field_of(model, m), X0, dt, steps, save_every, check=False).xs
 
     fn = jax.shard_map(
         local,
@@ -180,6 +148,7 @@ def _integrate_sharded_scan(model, Xp, mp, dt, steps, save_every, method, mesh, 
         check_vma=False,
     )
     xs = fn(model, Xp, mp, dt)
+    xs = eqx.error_if(xs, blew_up(xs), BLOWUP)
     ts = dt * save_every * jnp.arange(xs.shape[0], dtype=Xp.dtype)
     return Trajectory(ts, xs)
 
@@ -203,7 +172,7 @@ def integrate_sharded(
     round the ring. Same arguments and result as `integrate` (xs of shape (saves, n, d),
     sharded over particles); equal to it up to rounding.
     """
-    X0, m, steps, save_every = _check_run(model, X0, m, dt, steps, save_every, method)
+    X0, m, steps, save_every = check_run(model, X0, m, dt, steps, save_every, method)
     mesh = default_mesh() if mesh is None else mesh
     axis = _axis(mesh, axis_name)
     Xp, mp = _shard_inputs(X0, m, mesh, axis)
@@ -221,7 +190,7 @@ def _ensemble_runner(mesh: Mesh, axis: str, steps: int, save_every: int, method:
     batch = NamedSharding(mesh, P(axis))
 
     def run(model, X0s, betas, m, dt):
-        one = lambda b, X0: _integrate_scan(
+        one = lambda b, X0: integrate_scan(
             with_beta(model, b), X0, m, dt, steps, save_every, method
         )
         return jax.vmap(one)(betas, X0s)
@@ -331,6 +300,5 @@ def gather_global(x: Array) -> np.ndarray:
     """The full value of a (possibly multi-process, sharded) array on every process, as NumPy."""
     if getattr(x, "is_fully_addressable", True):
         return np.asarray(x)
-    from jax.experimental import multihost_utils
 
     return np.asarray(multihost_utils.process_allgather(x, tiled=True))

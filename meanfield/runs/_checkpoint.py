@@ -179,7 +179,8 @@ def integrate_checkpointed(
     """
     import jax.numpy as jnp
 
-    from ..integrate._single import Trajectory, integrate
+    from ..integrate import Trajectory
+    from ..integrate._single import integrate
 
     steps = _check_int(steps, "steps")
     save_every = steps if save_every is None else _check_int(save_every, "save_every")

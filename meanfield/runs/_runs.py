@@ -592,7 +592,7 @@ class Run:
         """`Trajectory(ts, xs)` of the saved states (simulate runs)."""
         import jax.numpy as jnp
 
-        from ..integrate._single import Trajectory
+        from ..integrate import Trajectory
 
         if "xs" not in self.arrays or "ts" not in self.arrays:
             raise ValueError(f"run {self.path} ({self.command}) has no saved trajectory")
@@ -692,7 +692,7 @@ def save_run(
 
     The saved run, read back with `load_run`.
     """
-    from ..integrate._single import Trajectory
+    from ..integrate import Trajectory
 
     if isinstance(arrays, Trajectory):
         arrays = {"ts": arrays.ts, "xs": arrays.xs}
@@ -1066,7 +1066,7 @@ def integrate_chunked(
     """
     import jax.numpy as jnp
 
-    from ..integrate._single import Trajectory, integrate
+    from ..integrate import Trajectory, integrate
 
     if steps % save_every:
         raise ValueError(f"steps={steps} must be a multiple of save_every={save_every}")
@@ -1254,7 +1254,7 @@ def run_sweep(cfg: dict, out: Path, quiet: bool = False):
     import jax.random as jr
 
     from ..critical._critical import MASS_BOUND_LIMIT, mass_bound
-    from ..integrate._single import ensemble, with_beta
+    from ..integrate import ensemble, with_beta
 
     kx, kp = jr.split(jr.PRNGKey(cfg["seed"]))
     betas = [float(b) for b in cfg["betas"]]
@@ -1434,7 +1434,7 @@ def run_critical(cfg: dict, out: Path, quiet: bool = False):
 
     from ..atoms import cluster
     from ..critical._critical import MASS_BOUND_LIMIT, mass_bound
-    from ..integrate._single import integrate_until
+    from ..integrate import integrate_until
 
     model, mcfg, X0 = _critical_start(cfg)
     with Progress(1, "flow to stationarity", quiet=quiet) as bar:
@@ -1449,13 +1449,13 @@ def run_critical(cfg: dict, out: Path, quiet: bool = False):
         bar.update()
     beta = float(mcfg["beta"])
     tol = cluster_tolerance(cfg, beta)
-    atoms = cluster(res.x, tol=tol)
+    atoms = cluster(res.final, tol=tol)
     with Progress(1, "certify atoms (float64)", quiet=quiet) as bar:
         cert, cert_arrays = certify_atoms(
             model, atoms.locations, atoms.masses, newton_iter=cfg["newton_iter"]
         )
         bar.update()
-    d, sign = res.x.shape[1], float(mcfg["sign"])
+    d, sign = res.final.shape[1], float(mcfg["sign"])
     results = {
         "d": int(d),
         "beta": beta,
@@ -1475,7 +1475,7 @@ def run_critical(cfg: dict, out: Path, quiet: bool = False):
             diameter_limit=1 / (2 * math.sqrt(beta)),
             below_mass_bound=bool(float(atoms.largest_mass) <= bound),
         )
-    arrays = {"x": res.x, "locations": atoms.locations, "masses": atoms.masses, **cert_arrays}
+    arrays = {"x": res.final, "locations": atoms.locations, "masses": atoms.masses, **cert_arrays}
     files: list[str] = []
     if cfg["plots"] and d in (2, 3):
         from .. import plot
@@ -1486,7 +1486,7 @@ def run_critical(cfg: dict, out: Path, quiet: bool = False):
             else ("stable" if cert["stable"] else "not certified stable")
         )
         fig = plot.atoms(
-            res.x,
+            res.final,
             cert_arrays["refined"],
             cert["masses"],
             title=f"{cert['atoms']} atoms, {verdict} (residual {cert['residual']:.1e})",

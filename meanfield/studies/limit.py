@@ -27,8 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..atoms import cluster_padded
-from ..dynamics._model import MeanField
-from ..integrate._single import integrate
+from ..dynamics import MeanField
+from ..integrate import integrate
 from ..sphere import uniform_sphere
 
 _cluster_jit = jax.jit(cluster_padded)
@@ -152,9 +152,8 @@ def run_study(
 
 def plot_study(result: dict, out: Path) -> list[str]:
     """Energy versus time per n (mean +- std over seeds) and final observables versus n."""
-    from .. import plot
+    import matplotlib.pyplot as plt  # an optional extra: only when figures are asked for
 
-    plt = plot._plt()
     written = []
     for d in sorted({r["d"] for r in result["runs"].values()}):
         runs = sorted((r for r in result["runs"].values() if r["d"] == d), key=lambda r: r["n"])
@@ -186,7 +185,11 @@ def plot_study(result: dict, out: Path) -> list[str]:
                 title=f"{label} vs n (beta = {result['beta']})",
             )
             ax.grid(alpha=0.3)
-        written.append(plot.save(fig, out / f"meanfield_limit_d{d}.png"))
+        path = out / f"meanfield_limit_d{d}.png"
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(str(path))
     return written
 
 

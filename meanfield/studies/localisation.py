@@ -33,13 +33,11 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
-from jax import lax
 
 from ..atoms import cluster_padded, default_tolerance
-from ..critical._critical import MASS_BOUND_LIMIT, mass_bound
-from ..dynamics._model import MeanField
-from ..dynamics._perceptron import Perceptron
-from ..integrate._single import make_step, with_beta
+from ..critical import MASS_BOUND_LIMIT, mass_bound
+from ..dynamics import MeanField, Perceptron
+from ..integrate import field_of, make_step, run_until, with_beta
 from ..sphere import uniform_sphere
 
 PAPER_BETAS = (0.01, 0.05, 0.1, 0.5, 1.0, 3.0, 5.0, 7.0, 10.0, 15.0, 25.0, 35.0, 50.0)
@@ -55,27 +53,29 @@ def _run_batch(model, X0s, betas, dt, max_steps, check_every, speed_tol, cluster
 
     def one(beta, X0):
         mdl = with_beta(model, beta)
-        field = lambda X: mdl._velocity(X, m)
+        field = field_of(mdl, m)
         tol = default_tolerance(beta, cluster_scale, max_tol)
 
-        def stats(X):
+        def measure(X):
             speed = jnp.max(jnp.linalg.norm(field(X), axis=-1))
-            atoms = cluster_padded(X, m, tol)
-            return speed, atoms.count
+            return speed, cluster_padded(X, m, tol).count
 
-        def cond(state):
-            _, k, speed, count, prev = state
-            return ((speed > speed_tol) | (count != prev)) & (k < max_steps)
+        def done(now, before):  # slow, and the atom count stopped changing
+            return (now[0] <= speed_tol) & (now[1] == before[1])
 
-        def body(state):
-            X, k, _, count, _ = state
-            X, _ = lax.scan(lambda Y, _: (step(field, Y, dt), None), X, None, length=check_every)
-            speed, new = stats(X)
-            return X, k + check_every, speed, new, count
-
-        s0, c0 = stats(X0)
-        init = (X0, jnp.asarray(0), s0, c0, jnp.asarray(-1, c0.dtype))
-        X, k, speed, count, _ = lax.while_loop(cond, body, init)
+        count_dtype = jax.eval_shape(measure, X0)[1].dtype
+        never = (jnp.asarray(jnp.inf, X0.dtype), jnp.asarray(-1, count_dtype))
+        X, k, (speed, _) = run_until(
+            step,
+            field,
+            X0,
+            dt,
+            max_steps=max_steps,
+            check_every=check_every,
+            measure=measure,
+            done=done,
+            prev=never,
+        )
         atoms = cluster_padded(X, m, tol)
         return dict(
             steps=k,

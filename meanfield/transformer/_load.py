@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
-from ._bert import Bert, BertConfig, BertOutput, Embeddings, Layers
+from ._bert import Bert, BertConfig, BertOutput, Embeddings, Layers, _layer, attention_scores
 
 __all__ = [
     "INSTALL_LINE",
@@ -416,7 +416,6 @@ class MiniLM(BertEncoder):
 
 @eqx.filter_jit
 def _queries_keys(bert: Bert, ids):
-    from ._bert import _layer, attention_scores
 
     cfg = bert.config
     mask = jnp.ones(ids.shape, bool)

@@ -31,7 +31,10 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Int
 
-from ._decoder import DecoderOutput, attention_probs
+from ._decoder import DecoderOutput, attention_probs, visible
+from ._load import AttentionMaps, BertEncoder, _require, bert_config, bert_from_state_dict
+from .gpt2 import gpt2_config, gpt2_from_state_dict
+from .llama import llama_config, llama_from_state_dict
 
 __all__ = [
     "ARCHITECTURES",
@@ -157,7 +160,6 @@ def _tokenizer(folder: Path):
     path = folder / "tokenizer.json"
     if not path.is_file():
         return None
-    from ._load import _require
 
     tokenizers = _require("tokenizers")
     tok = tokenizers.Tokenizer.from_file(str(path))
@@ -294,7 +296,6 @@ class Decoder:
         hidden_states (L + 1, n, D), beta = 1/sqrt(d_h). For long texts use
         `long_context_diagnostics`, which never builds all heads' n x n at once.
         """
-        from ._load import AttentionMaps
 
         tokens, ids = self.token_ids(text_or_ids, max_tokens, truncate=truncate)
         n = ids.size
@@ -319,7 +320,6 @@ class Decoder:
 
 
 def _visible_mask(n: int, window):
-    from ._decoder import visible
 
     return visible(jnp.arange(n), n, window)
 
@@ -334,21 +334,18 @@ def _dtype(dtype):
 
 
 def _build_gpt2(raw, tensors, tokenizer, dtype, folder):
-    from .gpt2 import gpt2_config, gpt2_from_state_dict
 
     net = gpt2_from_state_dict(tensors.get, gpt2_config(raw), dtype)
     return Decoder(net, tokenizer, raw.get("_name_or_path") or folder.name, folder)
 
 
 def _build_llama(raw, tensors, tokenizer, dtype, folder):
-    from .llama import llama_config, llama_from_state_dict
 
     net = llama_from_state_dict(tensors.get, llama_config(raw), dtype)
     return Decoder(net, tokenizer, raw.get("_name_or_path") or folder.name, folder)
 
 
 def _build_bert(raw, tensors, tokenizer, dtype, folder):
-    from ._load import BertEncoder, bert_config, bert_from_state_dict
 
     config = bert_config(raw)
     bert = bert_from_state_dict(tensors.get, config, dtype)

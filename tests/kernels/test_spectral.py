@@ -111,16 +111,16 @@ def test_single_cluster_equilibrium_same_as_dense(getkey, d):
         model = mf.MeanField(2.0, sign=1, attention="sa", kernel=kernel)
         runs[kernel] = mf.integrate_until(model, X0, dt=0.2, tol=1e-9, max_steps=20_000)
         assert bool(runs[kernel].converged)
-    spread = mf.geodesic_distance(runs["spectral"].x[:, None], runs["spectral"].x[None])
+    spread = mf.geodesic_distance(runs["spectral"].final[:, None], runs["spectral"].final[None])
     assert float(jnp.max(spread)) < 1e-6
-    np.testing.assert_allclose(runs["spectral"].x, runs["dense"].x, atol=1e-6)
+    np.testing.assert_allclose(runs["spectral"].final, runs["dense"].final, atol=1e-6)
 
 
 def test_beta_sweep_with_traced_beta(getkey):
     X, m = random_measure(getkey(), 100, 2)
     betas = jnp.array([1.0, 5.0, 12.0])
     model = mf.MeanField(float(betas.max()), attention="sa", kernel="spectral")  # order for max
-    vs = jax.vmap(lambda b: with_beta(model, b)._velocity(X, m))(betas)
+    vs = jax.vmap(lambda b: with_beta(model, b).vector_field(0.0, X, m))(betas)
     for b, v in zip(betas, vs, strict=True):
         ref = mf.MeanField(float(b), attention="sa", kernel="dense").velocity(X, m)
         np.testing.assert_allclose(v, ref, atol=1e-9)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import meanfield as mf
-from meanfield.dynamics._perceptron import ACTIVATIONS
+from meanfield.dynamics import ACTIVATIONS
 
 
 @pytest.mark.parametrize("name", sorted(ACTIVATIONS))

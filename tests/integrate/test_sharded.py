@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 
 import meanfield as mf
-from meanfield.integrate._sharded import default_mesh, sharded_velocity
+from meanfield.integrate import sharded_velocity
+from meanfield.kernels import default_mesh
 
 RTOL = 1e-12
 
@@ -27,11 +28,8 @@ EIGHT_DEVICES = textwrap.dedent(
     import json
     import jax, jax.numpy as jnp, jax.random as jr, numpy as np
     import meanfield as mf
-    from meanfield.kernels import Dense, log_masses
-    from meanfield.integrate._sharded import (
-        default_mesh, integrate_sharded, ring_attention_stats, shard_ensemble,
-        sharded_velocity,
-    )
+    from meanfield.kernels import Dense, Ring, Tiled, default_mesh, log_masses
+    from meanfield.integrate import integrate_sharded, shard_ensemble, sharded_velocity
 
     assert jax.device_count() == 8 and jnp.zeros(()).dtype == jnp.float64
     out = {}
@@ -51,7 +49,7 @@ EIGHT_DEVICES = textwrap.dedent(
     Q = mf.uniform_sphere(jr.fold_in(key, 3), 45, 3)
     V = jr.normal(jr.fold_in(key, 4), (n, 5))
     for beta in (0.5, 200.0):
-        L, Y = ring_attention_stats(Q, X, V, beta, log_masses(m))
+        L, Y = Ring(Tiled()).stats(Q, X, V, beta, log_masses(m))
         L0, Y0 = Dense().stats(Q, X, V, beta, log_masses(m))
         out[f"ring_stats_L_{beta}"] = rel(L, L0)
         out[f"ring_stats_Y_{beta}"] = rel(Y, Y0)
@@ -163,14 +161,14 @@ TWO_PROCESSES = textwrap.dedent(
     """
     import sys
     pid, port = int(sys.argv[1]), int(sys.argv[2])
-    from meanfield.integrate._sharded import initialize_distributed
+    from meanfield.integrate import initialize_distributed
     initialize_distributed(f"127.0.0.1:{port}", num_processes=2, process_id=pid,
                            coordinator_bind_address=f"127.0.0.1:{port}",
                            initialization_timeout=60)
     import json
     import jax, jax.random as jr
     import meanfield as mf
-    from meanfield.integrate._sharded import gather_global, integrate_sharded
+    from meanfield.integrate import gather_global, integrate_sharded
 
     assert jax.process_count() == 2 and jax.device_count() == 4, jax.devices()
     X = mf.uniform_sphere(jr.PRNGKey(0), 101, 3)

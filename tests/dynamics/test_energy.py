@@ -164,3 +164,21 @@ def test_general_attention_reduces_to_sa_and_has_no_energy(getkey):
     np.testing.assert_allclose(gen_bv.velocity(X), mf.project(X, P @ X @ V.T), atol=1e-13)
     with pytest.raises(ValueError, match="no energy"):
         gen.energy(X)
+
+
+@pytest.mark.parametrize("attention", ["usa", "sa", "general"])
+@pytest.mark.parametrize("kernel", ["dense", "tiled"])
+def test_rescaled_time_rescales_every_attention(getkey, attention, kernel):
+    """rescaled_time multiplies the whole velocity (interaction and drift) by e^{-beta}
+    for every attention family and kernel, not only USA."""
+    d, beta = 3, 3.0
+    X = mf.uniform_sphere(getkey(), 10, d)
+    kw = dict(attention=attention, kernel=kernel, sign=-1)
+    if attention == "general":
+        kw = dict(attention=attention, kernel=kernel, value=-jnp.eye(d), query_key=jnp.eye(d))
+    else:
+        kw["perceptron"] = mf.Perceptron.random(getkey(), d)
+    plain = mf.MeanField(beta, **kw).velocity(X)
+    rescaled = mf.MeanField(beta, rescaled_time=True, **kw).velocity(X)
+    assert float(jnp.max(jnp.abs(plain))) > 1e-3
+    np.testing.assert_allclose(rescaled, np.exp(-beta) * plain, atol=1e-14)

@@ -1,0 +1,98 @@
+"""Ensembles: many independent systems from uniform initial conditions, over seeds and
+betas, in one compilation (a vmap over PRNG keys and over beta around one scan)."""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+from jaxtyping import PRNGKeyArray
+
+from .._validation import check_int, check_positive_scalar
+from ..sphere import uniform_sphere
+from ._results import Trajectory
+from ._single import as_traced, check_run, check_step_representable, integrate_scan, with_beta
+
+
+def prepare_ensemble(model, key, *, n, d, seeds, dt, steps, betas, m, method, save_every, dtype):
+    """Validated inputs of an ensemble run, shared by `ensemble` and `shard_ensemble`.
+
+    Draws X0s (seeds, n, d) uniformly from jr.split(key, seeds), checks every argument
+    (each beta of `betas` too), and resolves kernel="auto" once for the largest beta (a
+    spectral order chosen there is accurate for every smaller beta). Returns
+    (model, X0s, m, dt, steps, save_every, betas or None).
+    """
+    seeds = check_int(seeds, "seeds")
+    keys = jr.split(key, seeds)
+    X0s = jax.vmap(lambda k: uniform_sphere(k, n, d, dtype=dtype))(keys)
+    X0, m, steps, save_every = check_run(model, X0s[0], m, dt, steps, save_every, method)
+    if betas is not None:
+        betas = jnp.asarray(betas, model.beta.dtype)
+        if betas.ndim != 1:
+            raise ValueError(f"`betas` must be one-dimensional; got shape {betas.shape}.")
+        for b in list(betas):
+            check_positive_scalar(b, "betas")
+            with_beta(model, b).check_representable(X0.dtype)
+            check_step_representable(with_beta(model, b), dt, X0.dtype)
+        batch = seeds * betas.shape[0]
+        resolved = with_beta(model, betas.max()).resolve_kernel(
+            *X0.shape, dtype=X0.dtype, batch=batch
+        )
+        model = with_beta(resolved, model.beta)
+    else:
+        model = model.resolve_kernel(*X0.shape, dtype=X0.dtype, batch=seeds)
+    return model, X0s, m, as_traced(dt, X0.dtype), steps, save_every, betas
+
+
+def ensemble(
+    model,
+    key: PRNGKeyArray,
+    *,
+    n: int,
+    d: int,
+    seeds: int,
+    dt,
+    steps: int,
+    betas=None,
+    m=None,
+    method: str = "euler",
+    save_every: int | None = None,
+    dtype=None,
+) -> Trajectory:
+    """Run `seeds` independent systems from uniform initial conditions, for every beta.
+
+    **Arguments:**
+
+    - `model`: a `MeanField`; `key`: PRNG key (system k starts from `jr.split(key, seeds)[k]`).
+    - `n`, `d`: particles per system and ambient dimension; `seeds`: number of systems.
+    - `dt`, `steps`, `m`, `method`, `save_every`: as in `integrate`.
+    - `betas`: (B,) inverse temperatures (default: model.beta only); `dtype`: of the points.
+
+    **Returns:** a `Trajectory` with xs of shape (B, seeds, saves, n, d) (or
+    (seeds, saves, n, d) when betas is None). One compilation for all systems and betas.
+    """
+    model, X0s, m, dt, steps, save_every, betas = prepare_ensemble(
+        model,
+        key,
+        n=n,
+        d=d,
+        seeds=seeds,
+        dt=dt,
+        steps=steps,
+        betas=betas,
+        m=m,
+        method=method,
+        save_every=save_every,
+        dtype=dtype,
+    )
+    return _ensemble(model, X0s, m, dt, steps, save_every, method, betas)
+
+
+@eqx.filter_jit
+def _ensemble(model, X0s, m, dt, steps, save_every, method, betas):
+    run = lambda mdl, X0: integrate_scan(mdl, X0, m, dt, steps, save_every, method)
+    over_seeds = jax.vmap(run, in_axes=(None, 0))
+    if betas is None:
+        return over_seeds(model, X0s)
+    return jax.vmap(lambda b: over_seeds(with_beta(model, b), X0s))(betas)
