@@ -35,6 +35,17 @@ from jaxtyping import Array, Float, Int
 from ._validation import check_masses, check_points, check_positive_scalar
 from .sphere import retract
 
+__all__ = [
+    "BLOCK",
+    "DEFAULT_TOL",
+    "Atoms",
+    "cluster",
+    "cluster_count",
+    "cluster_padded",
+    "default_tolerance",
+    "largest_cluster_mass",
+]
+
 DEFAULT_TOL = 1e-2
 """Default angular tolerance (radians) for linking two particles into one atom."""
 
@@ -45,7 +56,10 @@ def default_tolerance(beta, scale: float = 0.1, max_tol: float = 0.2):
     Atoms of the mean-field energy have width O(1 / sqrt(beta)) (the kernel's scale), so a
     fixed tolerance either merges distinct atoms at small beta or splits one at large beta.
     This is the rule of the CLI (`--cluster-tol auto`) and of the localisation study.
-    Traced or concrete `beta`; returns an array of beta's shape.
+
+    **Arguments:** `beta` (traced or concrete, any shape); `scale`; `max_tol` (radians).
+
+    **Returns:** an array of beta's shape.
     """
     return jnp.minimum(scale / jnp.sqrt(beta), max_tol)
 
@@ -169,7 +183,11 @@ def cluster_padded(
 ) -> Atoms:
     """Jit/vmap-friendly clustering with fixed shapes: arrays of length n, `count` atoms.
 
-    No input checks (use `cluster` for checked, trimmed output). `tol` may be traced.
+    **Arguments:** `X` (n, d) points; `m` (n,) masses; `tol` angular tolerance (radians,
+    may be traced); `block` rows per pairwise pass (memory block * n).
+
+    **Returns:** `Atoms` whose arrays have n rows, of which the first `count` are atoms (the
+    rest have mass 0). No input checks: use `cluster` for checked, trimmed output.
     """
     n = X.shape[0]
     X = retract(X)
@@ -213,16 +231,18 @@ def _check(X, m, tol):
 def cluster(X: Float[Array, "n d"], m: Float[Array, " n"] | None = None, tol=DEFAULT_TOL) -> Atoms:
     """Cluster the weighted particles (X, m) into atoms (connected components, see module).
 
-    Arguments:
-        X: (n, d) points on S^{d-1}.
-        m: (n,) non-negative masses summing to 1 (uniform 1/n if None).
-        tol: angular linking tolerance in radians, > 0: particles at angle <= tol are in
-            the same atom (transitively). tol >= pi gives a single atom.
+    **Arguments:**
 
-    Returns `Atoms` with k = number of atoms rows, sorted by decreasing mass:
-    locations (k, d), masses (k,), labels (n,), diameters (k,), count.
-    Eager (the output shape depends on the data); inside jit/vmap use `cluster_padded`,
-    `cluster_count` or `largest_cluster_mass`.
+    - `X`: (n, d) points on S^{d-1}.
+    - `m`: (n,) non-negative masses summing to 1 (uniform 1/n if None).
+    - `tol`: angular linking tolerance in radians, > 0: particles at angle <= tol are in
+      the same atom (transitively); tol >= pi gives a single atom. For a beta-aware
+      choice see `default_tolerance(beta)`.
+
+    **Returns:** `Atoms` with k = number of atoms rows, sorted by decreasing mass:
+    locations (k, d), masses (k,), labels (n,), diameters (k,), count. Eager (the output
+    shape depends on the data); inside jit/vmap use `cluster_padded`, `cluster_count` or
+    `largest_cluster_mass`.
     """
     X, m = _check(X, m, tol)
     atoms = cluster_padded(X, m, jnp.asarray(tol, X.dtype))
@@ -237,12 +257,18 @@ def cluster(X: Float[Array, "n d"], m: Float[Array, " n"] | None = None, tol=DEF
 
 
 def cluster_count(X: Float[Array, "n d"], m=None, tol=DEFAULT_TOL) -> Int[Array, ""]:
-    """Number of atoms of (X, m) at angular tolerance `tol` (jit-friendly)."""
+    """Number of atoms of (X, m) at angular tolerance `tol` (jit-friendly).
+
+    **Arguments:** as `cluster`. **Returns:** a scalar int array.
+    """
     X, m = _check(X, m, tol)
     return cluster_padded(X, m, jnp.asarray(tol, X.dtype)).count
 
 
 def largest_cluster_mass(X: Float[Array, "n d"], m=None, tol=DEFAULT_TOL) -> Float[Array, ""]:
-    """Mass of the heaviest atom of (X, m) at angular tolerance `tol` (jit-friendly)."""
+    """Mass of the heaviest atom of (X, m) at angular tolerance `tol` (jit-friendly).
+
+    **Arguments:** as `cluster`. **Returns:** a scalar array.
+    """
     X, m = _check(X, m, tol)
     return cluster_padded(X, m, jnp.asarray(tol, X.dtype)).largest_mass

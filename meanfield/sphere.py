@@ -12,22 +12,48 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from ._validation import check_int
 
+__all__ = [
+    "angles_to_circle",
+    "circle_angles",
+    "exp_map",
+    "geodesic",
+    "geodesic_distance",
+    "log_map",
+    "project",
+    "retract",
+    "uniform_sphere",
+]
+
 
 def project(x: Float[Array, "... d"], v: Float[Array, "... d"]) -> Float[Array, "... d"]:
-    """Tangent projection P_x v = v - <x, v> x (assumes |x| = 1)."""
+    """Tangent projection P_x v = v - <x, v> x.
+
+    **Arguments:** `x` (..., d) points with |x| = 1; `v` (..., d) vectors.
+
+    **Returns:** (..., d), the component of v tangent to the sphere at x.
+    """
     return v - jnp.sum(x * v, axis=-1, keepdims=True) * x
 
 
 def retract(x: Float[Array, "... d"]) -> Float[Array, "... d"]:
-    """Retraction onto the sphere by normalisation, x / |x|."""
+    """Retraction onto the sphere by normalisation, x / |x|.
+
+    **Arguments:** `x` (..., d) non-zero vectors.
+
+    **Returns:** (..., d) unit vectors.
+    """
     return x / jnp.linalg.norm(x, axis=-1, keepdims=True)
 
 
 def exp_map(x: Float[Array, "... d"], v: Float[Array, "... d"]) -> Float[Array, "... d"]:
-    """Riemannian exponential map exp_x(v) = cos|v| x + sin|v| v/|v| for tangent v.
+    """Riemannian exponential map exp_x(v) = cos|v| x + sin|v| v/|v|.
 
     Uses sinc so that v = 0 is smooth (and differentiable); the result is renormalised to
     remove rounding drift.
+
+    **Arguments:** `x` (..., d) unit points; `v` (..., d) tangent vectors at x.
+
+    **Returns:** (..., d), the point at geodesic distance |v| from x in direction v.
     """
     norm = jnp.linalg.norm(v, axis=-1, keepdims=True)
     # jnp.sinc(t) = sin(pi t) / (pi t), so sin|v|/|v| = sinc(|v| / pi).
@@ -36,7 +62,13 @@ def exp_map(x: Float[Array, "... d"], v: Float[Array, "... d"]) -> Float[Array, 
 
 
 def log_map(x: Float[Array, "... d"], y: Float[Array, "... d"]) -> Float[Array, "... d"]:
-    """Riemannian logarithm: the tangent vector at x pointing to y with length dist(x, y)."""
+    """Riemannian logarithm log_x(y), the inverse of `exp_map` away from the cut locus.
+
+    **Arguments:** `x`, `y` (..., d) unit points (not antipodal).
+
+    **Returns:** (..., d), the tangent vector at x pointing to y with length dist(x, y)
+    (0 where y = x).
+    """
     w = project(x, y - x)
     theta = geodesic_distance(x, y)[..., None]
     wn = jnp.linalg.norm(w, axis=-1, keepdims=True)
@@ -48,19 +80,34 @@ def geodesic_distance(x: Float[Array, "... d"], y: Float[Array, "... d"]) -> Flo
     """Great-circle distance arccos<x, y>, computed as 2 atan2(|x - y|, |x + y|).
 
     The atan2 form is accurate for nearby and antipodal points alike (arccos is not).
+
+    **Arguments:** `x`, `y` (..., d) unit points (broadcast against each other).
+
+    **Returns:** (...,) angles in [0, pi].
     """
     return 2 * jnp.arctan2(jnp.linalg.norm(x - y, axis=-1), jnp.linalg.norm(x + y, axis=-1))
 
 
 def geodesic(x: Float[Array, " d"], y: Float[Array, " d"], t: Float[Array, "..."]) -> Array:
-    """Points of the minimising geodesic from x (t = 0) to y (t = 1); shape t.shape + (d,)."""
+    """Points of the minimising geodesic from x (t = 0) to y (t = 1).
+
+    **Arguments:** `x`, `y` (d,) unit points (not antipodal); `t` times, any shape.
+
+    **Returns:** t.shape + (d,), exp_x(t log_x(y)).
+    """
     v = log_map(x, y)
     t = jnp.asarray(t)[..., None]
     return exp_map(x, t * v)
 
 
 def uniform_sphere(key: PRNGKeyArray, n: int, d: int, dtype=None) -> Float[Array, "n d"]:
-    """n i.i.d. points uniform on S^{d-1}: normalised standard Gaussians. Shape (n, d)."""
+    """n i.i.d. points uniform on S^{d-1}: normalised standard Gaussians.
+
+    **Arguments:** `key` a PRNG key; `n` >= 1 points; `d` >= 2 ambient dimension; `dtype`
+    (default: float64 when x64 is enabled, else float32).
+
+    **Returns:** (n, d) unit rows.
+    """
     n = check_int(n, "n")
     d = check_int(d, "d", minimum=2)
     z = jr.normal(key, (n, d), dtype=dtype if dtype is not None else jnp.result_type(float))
@@ -68,10 +115,16 @@ def uniform_sphere(key: PRNGKeyArray, n: int, d: int, dtype=None) -> Float[Array
 
 
 def angles_to_circle(theta: Float[Array, "..."]) -> Float[Array, "... 2"]:
-    """Points (cos theta, sin theta) on S^1."""
+    """Points (cos theta, sin theta) on S^1.
+
+    **Arguments:** `theta` angles, any shape. **Returns:** theta.shape + (2,).
+    """
     return jnp.stack([jnp.cos(theta), jnp.sin(theta)], axis=-1)
 
 
 def circle_angles(x: Float[Array, "... 2"]) -> Float[Array, "..."]:
-    """Angle atan2(x_2, x_1) in (-pi, pi] of points on S^1."""
+    """Angle atan2(x_2, x_1) in (-pi, pi] of points on S^1 (inverse of `angles_to_circle`).
+
+    **Arguments:** `x` (..., 2) points. **Returns:** (...,) angles.
+    """
     return jnp.arctan2(x[..., 1], x[..., 0])

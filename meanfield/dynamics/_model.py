@@ -39,9 +39,12 @@ ATTENTIONS = ("usa", "sa", "general")
 
 
 class MLP(eqx.Module):
-    """Non-conservative perceptron drift P_x(W sigma(A x + b)): W (d, k), A (k, d), b (k,).
+    """Non-conservative perceptron drift u(x) = P_x(W sigma(A x + b)).
 
-    Used with `attention="general"`. A `Perceptron` is the special case W = A^T diag(omega).
+    **Arguments:** `W` (d, k), `A` (k, d), `b` (k,), `activation` (as for `Perceptron`).
+
+    Used with `attention="general"` (no energy: the drift is not a gradient). A
+    `Perceptron` is the special case W = A^T diag(omega).
     """
 
     W: Float[Array, "d k"]

@@ -74,12 +74,17 @@ def activation_functions(name: str) -> tuple[Callable, Callable]:
 
 
 class Perceptron(eqx.Module):
-    """One-hidden-layer perceptron acting on points of the sphere (the conservative case).
+    """One-hidden-layer perceptron acting on points of the sphere (the conservative case):
 
-    Fields: `a` (k, d) input weights, `b` (k,) biases, `omega` (k,) output weights,
-    `activation` one of "relu", "gelu", "tanh", "linear".
+        v(x) = sum_k omega_k phi(<a_k, x> + b_k),   u(x) = P_x grad v(x) / 2,   phi' = 2 sigma.
 
-    `potential(X)` = v(X), shape (n,); `drift(X)` = u(X) = P_x grad v / 2, shape (n, d).
+    **Arguments:**
+
+    - `a`: (k, d) input weights; `b`: (k,) biases; `omega`: (k,) output weights.
+    - `activation`: "relu", "gelu", "tanh" or "linear" (sigma; phi is its exact primitive).
+
+    `potential(X)` = v(X), shape (n,); `drift(X)` = u(X), shape (n, d);
+    `Perceptron.random(key, d, k=...)` draws one.
     """
 
     a: Float[Array, "k d"]

@@ -121,7 +121,10 @@ def sharded_velocity(
 ) -> Float[Array, "n d"]:
     """`model.velocity(X, m)` with the particles sharded over `mesh` (ring attention).
 
-    Equal to the single-device velocity up to rounding; shape (n, d).
+    **Arguments:** `model`; `X` (n, d); `m` (n,) masses (default uniform); `mesh` (default
+    `kernels.default_mesh()`); `axis_name` (default: the mesh's only axis).
+
+    **Returns:** (n, d), equal to the single-device velocity up to rounding.
     """
     X, m = model.check_inputs(X, m)
     model.check_representable(X.dtype)
@@ -169,8 +172,13 @@ def integrate_sharded(
 
     The whole run is one `shard_map` around a `lax.scan`: each device keeps its n / p
     particles for the entire run and every velocity evaluation passes the key blocks
-    round the ring. Same arguments and result as `integrate` (xs of shape (saves, n, d),
-    sharded over particles); equal to it up to rounding.
+    round the ring.
+
+    **Arguments:** as `integrate`, plus `mesh` (default `kernels.default_mesh()`) and
+    `axis_name` (default: the mesh's only axis).
+
+    **Returns:** a `Trajectory` as `integrate`'s (xs (saves, n, d), sharded over particles);
+    equal to it up to rounding.
     """
     X0, m, steps, save_every = check_run(model, X0, m, dt, steps, save_every, method)
     mesh = default_mesh() if mesh is None else mesh
@@ -220,8 +228,13 @@ def shard_ensemble(
     The same initial conditions as `ensemble` (uniform_sphere on jr.split(key, seeds));
     the len(betas) * seeds systems are flattened into one batch axis, padded to a
     multiple of the device count (padding repeats the first system and is dropped) and
-    sharded with NamedSharding(mesh, P(axis)). Result: Trajectory with xs of shape
-    (len(betas), seeds, saves, n, d), or (seeds, saves, n, d) when betas is None.
+    sharded with NamedSharding(mesh, P(axis)).
+
+    **Arguments:** as `ensemble`, plus `mesh` (default a 1-d mesh over every device, axis
+    "batch") and `axis_name`.
+
+    **Returns:** a `Trajectory` with xs of shape (len(betas), seeds, saves, n, d), or
+    (seeds, saves, n, d) when betas is None.
     """
     model, X0s, m, dt, steps, save_every, betas = prepare_ensemble(
         model,

@@ -32,7 +32,12 @@ BLOWUP = (
 
 
 def make_step(method: str) -> Callable:
-    """The one-step map `(field, X, dt) -> X_next` of an integration method."""
+    """The one-step map of an integration method.
+
+    **Arguments:** `method`: "euler", "rk4" or "geodesic" (see the module docstring).
+
+    **Returns:** `step(field, X, dt) -> X_next`, with `field` X (n, d) -> velocity (n, d).
+    """
     if method == "euler":
         return lambda f, X, dt: retract(X + dt * f(X))
     if method == "geodesic":
@@ -63,9 +68,14 @@ def advance(step, field, X, dt, length: int):
 
 
 def scan_saves(step, field, X0, dt, steps: int, save_every: int, *, check: bool = True):
-    """`steps` steps from X0, saving every `save_every`: a `Trajectory` with
-    steps // save_every + 1 states (X0 first). `check` raises (through `eqx.error_if`) if
-    the run blew up."""
+    """`steps` steps from X0, saving every `save_every`.
+
+    **Arguments:** `step` (from `make_step`), `field` X -> (n, d), `X0` (n, d), `dt`,
+    `steps`, `save_every` (divides steps; static), `check`: raise through `eqx.error_if`
+    if the run blew up (NaN, inf, or rows off the sphere).
+
+    **Returns:** a `Trajectory` with steps // save_every + 1 states (X0 first).
+    """
 
     def outer(X, _):
         X = advance(step, field, X, dt, save_every)
