@@ -31,7 +31,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from meanfield.temperature._temperature import critical_beta, entropy_curve, sample_scores  # noqa: E402
+from meanfield.temperature import critical_beta, entropy_curve, sample_scores  # noqa: E402
 
 
 def numpy_entropy_curve(s: np.ndarray, betas: np.ndarray) -> np.ndarray:

@@ -12,6 +12,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import Array
 
 
 def is_concrete(x) -> bool:
@@ -131,3 +132,146 @@ def check_int(x, name: str, *, minimum: int = 1) -> int:
     if x < minimum:
         raise ValueError(f"`{name}` must be >= {minimum}; got {x}.")
     return int(x)
+
+
+# ------------------------------------------------------------ score rows (temperature)
+def check_scores(scores, name: str = "scores", min_n: int = 1, where=None) -> Array:
+    """Scores as a float array of shape (..., n), n >= min_n, masked keys set to -inf.
+
+    Masking (docs/design.md, section 3, "n is the number of keys a query sees"): a key is *live*
+    when `where` is True there (default everywhere) and its score is not -inf; every other
+    key is set to -inf, which the computational cores read as "absent". NaN and +inf at live
+    keys raise (eagerly for concrete input, `equinox.error_if` under jit); values at keys
+    masked by `where` are not inspected. Rows with too few live keys are handled by
+    `_live_rows` (NaN), not here.
+    """
+    if not hasattr(scores, "shape"):
+        scores = np.asarray(scores)
+    if scores.ndim < 1:
+        raise ValueError(f"`{name}` must have shape (..., n) with n >= {min_n}; got a scalar.")
+    n = scores.shape[-1]
+    if n == 0:
+        raise ValueError(f"`{name}` is empty (n = 0 keys); a softmax row needs n >= 1.")
+    if n < min_n:
+        raise ValueError(
+            f"`{name}` must have at least {min_n} entries along the last axis; got n = {n}."
+        )
+    scores = jnp.asarray(scores, dtype=float_dtype(scores))
+    if scores.size == 0:
+        raise ValueError(f"`{name}` has an empty batch shape {tuple(scores.shape)}.")
+    if where is not None:
+        if not hasattr(where, "shape"):
+            where = np.asarray(where)
+        if where.dtype != bool:
+            raise ValueError(f"`where` must be a boolean array; got dtype {where.dtype}.")
+        try:
+            shape = jnp.broadcast_shapes(where.shape, scores.shape)
+        except ValueError:
+            shape = None
+        if shape != scores.shape:
+            raise ValueError(
+                f"`where` of shape {tuple(where.shape)} must broadcast to the shape "
+                f"{tuple(scores.shape)} of `{name}`."
+            )
+        where = jnp.broadcast_to(jnp.asarray(where), scores.shape)
+        invalid = where & (jnp.isnan(scores) | (scores == jnp.inf))
+    else:
+        invalid = jnp.isnan(scores) | (scores == jnp.inf)
+    bad = jnp.any(invalid)
+    if is_concrete(scores) and (where is None or is_concrete(where)):
+        if bool(bad):
+            count = int(jnp.sum(invalid))
+            raise ValueError(
+                f"`{name}` contains {count} NaN or +inf value(s) at live keys; scores must be "
+                "finite (use -inf or `where=False` to mask a key)."
+            )
+    else:
+        scores = eqx.error_if(
+            scores, bad, f"`{name}` contains NaN or +inf; scores must be finite or -inf."
+        )
+    if where is not None:
+        scores = jnp.where(where, scores, -jnp.inf)
+    return scores
+
+
+def check_bounded(x, dtype, name: str, *, strict: bool) -> Array:
+    """A finite float array that is > 0 (strict) or >= 0: beta, t, temperature, ...
+
+    Eager ValueError on concrete values; equinox.error_if under jit.
+    """
+    x = jnp.asarray(x, dtype=dtype)
+    bound = "> 0" if strict else ">= 0"
+    bad = ~jnp.all(jnp.isfinite(x) & ((x > 0) if strict else (x >= 0)))
+    if is_concrete(x):
+        if bool(bad):
+            raise ValueError(f"`{name}` must be finite and {bound}; got {np.asarray(x)!r}.")
+        return x
+    return eqx.error_if(x, bad, f"`{name}` must be finite and {bound}.")
+
+
+def check_nonneg(x, dtype, name: str) -> Array:
+    return check_bounded(x, dtype, name, strict=False)
+
+
+def check_positive(x, dtype, name: str) -> Array:
+    return check_bounded(x, dtype, name, strict=True)
+
+
+def check_open_unit(x, dtype, name: str) -> Array:
+    x = jnp.asarray(x, dtype=dtype)
+    bad = ~jnp.all((x > 0) & (x < 1))
+    if is_concrete(x):
+        if bool(bad):
+            raise ValueError(
+                f"`{name}` must lie in the open interval (0, 1); got {np.asarray(x)!r}."
+            )
+        return x
+    return eqx.error_if(x, bad, f"`{name}` must lie in the open interval (0, 1).")
+
+
+def check_batch_broadcast(x, batch_shape, name: str) -> None:
+    try:
+        shape = jnp.broadcast_shapes(jnp.shape(x), tuple(batch_shape))
+    except ValueError:
+        shape = None
+    if shape != tuple(batch_shape):
+        raise ValueError(
+            f"`{name}` of shape {jnp.shape(x)} must broadcast to the batch shape "
+            f"{tuple(batch_shape)} of the scores (one value per row, or a scalar)."
+        )
+
+
+def check_beta_grid(betas, dtype, name: str = "betas") -> Array:
+    if not hasattr(betas, "shape"):
+        betas = np.asarray(betas)
+    if betas.ndim != 1 or betas.shape[0] == 0:
+        raise ValueError(f"`{name}` must be a non-empty 1-D grid; got shape {tuple(betas.shape)}.")
+    return check_nonneg(betas, dtype, name)
+
+
+def check_ties(ties: str) -> None:
+    if ties not in ("inf", "ignore"):
+        raise ValueError(f"`ties` must be 'inf' or 'ignore'; got {ties!r}.")
+
+
+def check_particles(X, name: str = "X") -> Array:
+    if not hasattr(X, "shape"):
+        X = np.asarray(X)
+    if X.ndim != 2:
+        raise ValueError(f"`{name}` must have shape (n, d); got shape {tuple(X.shape)}.")
+    if X.shape[0] < 3:
+        raise ValueError(
+            f"`{name}` needs at least 3 particles (2 keys per query); got {X.shape[0]}."
+        )
+    X = jnp.asarray(X, dtype=float_dtype(X))
+    if is_concrete(X):
+        if not bool(jnp.all(jnp.isfinite(X))):
+            raise ValueError(f"`{name}` contains NaN or inf.")
+        err = float(jnp.max(jnp.abs(jnp.linalg.norm(X, axis=-1) - 1)))
+        tol = math.sqrt(float(jnp.finfo(X.dtype).eps))
+        if err > tol:
+            raise ValueError(
+                f"`{name}` rows must lie on the unit sphere: "
+                f"max | |x_i| - 1 | = {err:.3g} > {tol:.2g}."
+            )
+    return X

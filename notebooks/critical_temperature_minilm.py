@@ -37,7 +37,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from meanfield import transformer as tr
-from meanfield.temperature._temperature import critical_beta, entropy_curve
+from meanfield.temperature import critical_beta, entropy_curve
 
 N_MAX = min(512, int(os.environ.get("MEANFIELD_NB_N", 512)))
 LENGTHS = tuple(n for n in (16, 32, 64, 128, 256, 512) if n < N_MAX) + (N_MAX,)

@@ -20,7 +20,7 @@ if importlib.util.find_spec("all_minilm_l6_v2") is None:
     )
 
 from meanfield import transformer as tr  # noqa: E402
-from meanfield.temperature._temperature import critical_beta  # noqa: E402
+from meanfield.temperature import critical_beta  # noqa: E402
 
 TEXT = (
     "The mean-field limit describes many interacting particles by a probability measure. "

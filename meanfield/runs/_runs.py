@@ -487,7 +487,7 @@ def _check_transformer(cfg: dict) -> None:
 
 def parse_family(spec: str) -> tuple[str, dict]:
     """'weibull:p=3,sigma=2' -> ('weibull', {'p': 3.0, 'sigma': 2.0}), checked."""
-    from ..temperature._temperature import FAMILIES, _family_params
+    from ..temperature import FAMILIES, family_params
 
     name, _, rest = spec.partition(":")
     name = name.strip()
@@ -509,7 +509,7 @@ def parse_family(spec: str) -> tuple[str, dict]:
         if not math.isfinite(params[key]):
             raise ConfigError(f"families: {name}:{key} must be finite; got {val!r}")
     try:  # the family's own range checks (p > 0, |rho| < 1, ...), before anything runs
-        _family_params(name, params)
+        family_params(name, params)
     except ValueError as err:
         raise ConfigError(f"families: {spec}: {err}") from None
     return name, params
@@ -1533,7 +1533,7 @@ def run_temperature(cfg: dict, out: Path, quiet: bool = False):
     import jax.numpy as jnp
     import jax.random as jr
 
-    from ..temperature._temperature import (
+    from ..temperature import (
         beta_at_pmax_half,
         critical_beta,
         predicted_critical_beta,

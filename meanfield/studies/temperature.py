@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 
-from ..temperature._temperature import (
+from ..temperature import (
     beta_at_entropy_fraction,
     beta_at_pmax_half,
     critical_beta,

@@ -118,7 +118,7 @@ def causal_critical_beta(logits: Float[Array, "... n n"]) -> Float[Array, "... n
 
 def _row_stats(logits: Float[Array, "L H n n"], beta: float):
     """Per-row beta*_n, score std, entropy/log n and p_max at beta: four (L, H, n) arrays."""
-    from ..temperature._temperature import critical_beta, p_max, softmax_entropy
+    from ..temperature import critical_beta, p_max, softmax_entropy
 
     n = logits.shape[-1]
     bstar = critical_beta(logits, ties="ignore")
@@ -363,7 +363,7 @@ def critical_ratio_table(ratio: np.ndarray, fmt: str = "{:.2f}") -> str:
 
 def _entropy_curves(logits, beta_grid, rows: int) -> np.ndarray:
     """Mean over `rows` evenly spaced query rows of H(beta)/log n: (L, H, B)."""
-    from ..temperature._temperature import entropy_curve
+    from ..temperature import entropy_curve
 
     n = logits.shape[-1]
     idx = np.unique(np.linspace(0, n - 1, min(rows, n)).astype(int))

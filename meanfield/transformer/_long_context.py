@@ -121,7 +121,7 @@ def sampled_rows_critical_beta(
 
     **Returns:** (L, H, R) float array, beta*_{n_r} for n_r the keys row r sees.
     """
-    from ..temperature._temperature import critical_beta
+    from ..temperature import critical_beta
     from ._decoder import visible
 
     ids = np.asarray(ids, np.int32)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import meanfield as mf
-from meanfield.temperature import _temperature as T
+from meanfield import temperature as T
 
 BETA = 0.7
 GRID = jnp.linspace(0.0, 5.0, 17)  # arithmetic: the factorised curve path
