@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .critical import MASS_BOUND_LIMIT
+
 
 def _plt():
     import matplotlib
@@ -224,7 +226,6 @@ def largest_mass(
     mean a line); `bound` a sequence (B,) or a callable of beta (the d = 2 mass bound,
     drawn clipped at 1) and `limit` a horizontal line ("auto": MASS_BOUND_LIMIT; None: no
     line)."""
-    from .critical._critical import MASS_BOUND_LIMIT
 
     limit = MASS_BOUND_LIMIT if limit == "auto" else limit
     betas = np.asarray(betas, dtype=np.float64)

@@ -343,24 +343,30 @@ class MeanField(eqx.Module):
         return self._velocity(X, m)
 
     # ---------------------------------------------------------------- energy
-    def _require_energy(self):
+    def require_energy(self) -> None:
+        """Raise a ValueError unless the energy F_s is defined: attention "usa" or "sa"
+        (V = s I, B = I). The general system (arbitrary V, B, or an `MLP` drift, which
+        needs it) is not a gradient flow. The one rule the energies and critical points use."""
         if self.attention == "general":
             raise ValueError(
                 "The energy F_s is defined for attention='usa' or 'sa' (V = s I, B = I); the "
-                "general system with arbitrary V, B is not a gradient flow and has no energy."
+                "general system (arbitrary V, B or an MLP drift) is not a gradient flow and "
+                "has no energy."
             )
 
-    def _log_kernel_shift(self, dtype):
+    def log_kernel_shift(self, dtype) -> Array:
+        """log of the kernel's constant factor: -beta with `shift_kernel=True` (K = e^{beta
+        (<x, y> - 1)}), 0 otherwise (K = e^{beta <x, y>}). Returns a scalar of `dtype`."""
         return -self.beta.astype(dtype) if self.shift_kernel else jnp.zeros((), dtype)
 
     def log_interaction(self, X, m=None) -> Array:
         """log iint K_beta dmu dmu (with the model's kernel convention); always finite."""
-        self._require_energy()
+        self.require_energy()
         X, m = self.check_inputs(X, m)
         acc = accumulation_dtype(X.dtype)
         kernel = self._kernel(X)
         log_i = kernel.log_interaction(X, self.beta.astype(acc), log_masses(m.astype(acc)))
-        return log_i + self._log_kernel_shift(acc)
+        return log_i + self.log_kernel_shift(acc)
 
     def log_energy(self, X, m=None) -> Array:
         """log |interaction part of F_s| = log iint K dmu dmu - log(2 beta).
@@ -372,10 +378,8 @@ class MeanField(eqx.Module):
 
     def perceptron_energy(self, X, m=None) -> Array:
         """(1/2) int v dmu."""
-        self._require_energy()
+        self.require_energy()
         X, m = self.check_inputs(X, m)
-        if isinstance(self.perceptron, MLP):
-            raise ValueError("An MLP drift is not conservative: it has no potential energy.")
         return perceptron_energy(X, m, self.perceptron)
 
     def energy(self, X: Float[Array, "n d"], m: Float[Array, " n"] | None = None) -> Array:
@@ -401,12 +405,12 @@ class MeanField(eqx.Module):
 
     def first_variation(self, Y: Float[Array, "p d"], X: Float[Array, "n d"], m=None) -> Array:
         """phi_mu(y) = (s / beta) sum_j m_j K_beta(y, x_j) + v(y) / 2 at each row of Y; (p,)."""
-        self._require_energy()
+        self.require_energy()
         X, m = self.check_inputs(X, m)
         Y = check_points(Y, "Y", d=X.shape[1])
         acc = accumulation_dtype(X.dtype)
         beta = self.beta.astype(acc)
-        log_scale = self._log_kernel_shift(acc) - jnp.log(beta)
+        log_scale = self.log_kernel_shift(acc) - jnp.log(beta)
         kernel = self._kernel(X, nq=Y.shape[0])
         L = kernel.log_sums(Y, X, beta, log_masses(m.astype(acc)))
         out = self.sign.astype(acc) * jnp.exp(L + log_scale)

@@ -1253,7 +1253,7 @@ def run_sweep(cfg: dict, out: Path, quiet: bool = False):
     import jax.numpy as jnp
     import jax.random as jr
 
-    from ..critical._critical import MASS_BOUND_LIMIT, mass_bound
+    from ..critical import MASS_BOUND_LIMIT, mass_bound
     from ..integrate import ensemble, with_beta
 
     kx, kp = jr.split(jr.PRNGKey(cfg["seed"]))
@@ -1364,7 +1364,7 @@ def certify_atoms(model, locations, masses, *, newton_iter: int = 30) -> tuple[d
     import jax
     import jax.numpy as jnp
 
-    from ..critical._critical import newton_refine, stability_report, stationarity_residual
+    from ..critical import newton_refine, stability_report, stationarity_residual
 
     with jax.enable_x64(True):
         mdl = _to_float64(model)
@@ -1433,7 +1433,7 @@ def run_critical(cfg: dict, out: Path, quiet: bool = False):
     import jax.numpy as jnp
 
     from ..atoms import cluster
-    from ..critical._critical import MASS_BOUND_LIMIT, mass_bound
+    from ..critical import MASS_BOUND_LIMIT, mass_bound
     from ..integrate import integrate_until
 
     model, mcfg, X0 = _critical_start(cfg)

@@ -182,3 +182,38 @@ def test_rescaled_time_rescales_every_attention(getkey, attention, kernel):
     rescaled = mf.MeanField(beta, rescaled_time=True, **kw).velocity(X)
     assert float(jnp.max(jnp.abs(plain))) > 1e-3
     np.testing.assert_allclose(rescaled, np.exp(-beta) * plain, atol=1e-14)
+
+
+def test_log_kernel_shift_has_one_meaning(getkey):
+    """log_kernel_shift is log of the kernel's constant factor: -beta with shift_kernel
+    (K = e^{beta (<x,y> - 1)}), 0 without; the interaction energies differ by exactly it."""
+    X = mf.uniform_sphere(getkey(), 12, 3)
+    beta = 3.5
+    plain, shifted = mf.MeanField(beta, sign=1), mf.MeanField(beta, sign=1, shift_kernel=True)
+    assert float(plain.log_kernel_shift(jnp.float64)) == 0.0
+    assert float(shifted.log_kernel_shift(jnp.float64)) == -beta
+    np.testing.assert_allclose(shifted.energy(X), np.exp(-beta) * plain.energy(X), rtol=1e-13)
+    np.testing.assert_allclose(shifted.log_energy(X), plain.log_energy(X) - beta, rtol=1e-13)
+
+
+def test_require_energy_is_one_rule(getkey):
+    """Energies and critical points refuse the same models: the general system, which is
+    also the only one that takes a non-conservative MLP drift."""
+    p = mf.Perceptron.random(getkey(), 3)
+    mlp = mf.MLP(p.a.T * p.omega, p.a, p.b)
+    X = mf.uniform_sphere(getkey(), 6, 3)
+    for model in (
+        mf.MeanField(1.0, attention="general"),
+        mf.MeanField(1.0, attention="general", perceptron=mlp),
+    ):
+        calls = (
+            lambda mdl: mdl.require_energy(),
+            lambda mdl: mdl.energy(X),
+            lambda mdl: mdl.first_variation(X, X),
+            lambda mdl: mf.stationarity_residual(mdl, X),
+            lambda mdl: mf.stability_report(mdl, X),
+        )
+        for call in calls:
+            with pytest.raises(ValueError, match="no energy"):
+                call(model)
+    mf.MeanField(1.0, attention="sa", perceptron=p).require_energy()
