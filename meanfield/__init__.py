@@ -12,6 +12,8 @@ each with one job (dependency direction, lowest first):
 See docs/design.md for the mathematics, the conventions and the layout.
 """
 
+__version__ = "0.1.0"  # before the subpackages: the run environment records it
+
 from . import atoms, critical, dynamics, kernels, plot, runs, sphere, temperature, transformer
 from .atoms import Atoms, cluster
 from .critical import (
@@ -42,8 +44,6 @@ from .temperature import (
     sample_scores,
     softmax_entropy,
 )
-
-__version__ = "0.1.0"
 
 __all__ = [
     # namespaces

@@ -26,8 +26,11 @@ import math
 import re
 from pathlib import Path
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
+from ..integrate import Trajectory, integrate
 from ._folder import fault, write_atomic
 
 CHECKPOINT_FILE = "checkpoint.npz"
@@ -88,7 +91,6 @@ def load_checkpoint(checkpoint_dir) -> Checkpoint:
 def _key_data(key):
     if key is None:
         return None
-    import jax
 
     if jax.dtypes.issubdtype(getattr(key, "dtype", None), jax.dtypes.prng_key):
         key = jax.random.key_data(key)
@@ -98,7 +100,6 @@ def _key_data(key):
 def _fingerprint(model, X0, m, dt, method, steps, save_every, key) -> str:
     """A hash of everything that determines the integration (function addresses removed
     from the model's static structure, so it is stable across processes)."""
-    import jax
 
     h = hashlib.sha256()
 
@@ -177,10 +178,6 @@ def integrate_checkpointed(
     `integrate(model, X0, dt=dt, steps=steps, save_every=save_every, ...)`. The final
     checkpoint is kept (a further call returns at once); delete `checkpoint_dir` when done.
     """
-    import jax.numpy as jnp
-
-    from ..integrate import Trajectory
-    from ..integrate._single import integrate
 
     steps = _check_int(steps, "steps")
     save_every = steps if save_every is None else _check_int(save_every, "save_every")

@@ -27,21 +27,10 @@ import os
 import sys
 from pathlib import Path
 
-from ._runs import (
-    CHECKPOINTED,
-    SCHEMAS,
-    ConfigError,
-    check_run_tree,
-    coerce,
-    compare_runs,
-    count_arrays,
-    execute,
-    load_run,
-    read_config_file,
-    resolve_config,
-    resume_info,
-    resume_run,
-)
+from ._config import SCHEMAS, ConfigError, coerce, read_config_file, resolve_config
+from ._execute import execute, resume_info, resume_run
+from ._run import check_run_tree, compare_runs, count_arrays, load_run
+from .workflows import CHECKPOINTED
 
 EXAMPLES = {
     "demo": "meanfield demo --out demo_out            # about 1-2 minutes on a 2-core CPU\n"

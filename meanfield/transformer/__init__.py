@@ -23,12 +23,11 @@ from ._diagnostics import (
     fit_growth,
     masked_critical_beta,
     particle_view,
-    plot_diagnostics,
-    plot_long_context,
     run_diagnostics,
     stdlib_text,
     time_forward,
 )
+from ._figures import plot_diagnostics, plot_long_context
 from ._load import (
     INSTALL_LINE,
     AttentionMaps,

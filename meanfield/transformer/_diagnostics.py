@@ -45,7 +45,12 @@ import numpy as np
 from jaxtyping import Array, Bool, Float
 
 from .._json import jsonable
-from ._long_context import LAW_NAMES, fit_laws
+from ..atoms import cluster_padded
+from ..dynamics import MeanField
+from ..integrate import integrate
+from ..temperature import critical_beta, entropy_curve, p_max, softmax_entropy
+from ._figures import plot_diagnostics
+from ._load import load_minilm
 from ._text import STDLIB_MODULES, stdlib_text  # noqa: F401  (re-exported)
 
 __all__ = [
@@ -58,15 +63,17 @@ __all__ = [
     "length_sweep",
     "masked_critical_beta",
     "particle_view",
-    "plot_diagnostics",
-    "plot_long_context",
     "run_diagnostics",
     "stdlib_text",
     "time_forward",
 ]
 
+
 DEFAULT_LENGTHS = (16, 32, 64, 128, 256, 512)
+
+
 """Sequence lengths (tokens, [CLS] and [SEP] included) of the length sweep."""
+
 
 LAWS = {
     "gumbel/exponential": {"gamma": 0.0},
@@ -76,12 +83,9 @@ LAWS = {
     "finite_endpoint": {"gamma": 2.0},
     "sphere_cosine(d)": {"alpha": "2/(d-1)"},
 }
+
+
 """Growth of beta*_n in docs/design.md, section 3: beta* ~ (log n)^gamma, or n^alpha."""
-
-
-# --------------------------------------------------------------------------------------
-# Critical scales of (masked) rows
-# --------------------------------------------------------------------------------------
 
 
 @jax.jit
@@ -118,7 +122,6 @@ def causal_critical_beta(logits: Float[Array, "... n n"]) -> Float[Array, "... n
 
 def _row_stats(logits: Float[Array, "L H n n"], beta: float):
     """Per-row beta*_n, score std, entropy/log n and p_max at beta: four (L, H, n) arrays."""
-    from ..temperature import critical_beta, p_max, softmax_entropy
 
     n = logits.shape[-1]
     bstar = critical_beta(logits, ties="ignore")
@@ -152,11 +155,6 @@ def length_sweep(model, text: str, lengths=DEFAULT_LENGTHS, progress=None) -> di
         out["p_max"].append(np.median(np.asarray(pm), axis=-1))
         out["above_frac"].append(np.mean(np.asarray(bstar) < model.beta, axis=-1))
     return {k: np.asarray(v) for k, v in out.items()}
-
-
-# --------------------------------------------------------------------------------------
-# Growth laws
-# --------------------------------------------------------------------------------------
 
 
 def _linfit(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
@@ -222,11 +220,6 @@ def _causal_binned(bstar_causal: np.ndarray, n_max: int) -> tuple[np.ndarray, np
     return np.asarray(centres), np.asarray(medians)
 
 
-# --------------------------------------------------------------------------------------
-# The particle view
-# --------------------------------------------------------------------------------------
-
-
 def _normalise(X: np.ndarray) -> np.ndarray:
     return X / np.linalg.norm(X, axis=-1, keepdims=True)
 
@@ -237,27 +230,12 @@ def _clusters(X: np.ndarray, cos_threshold: float) -> tuple[int, float]:
     Uses `meanfield.cluster` semantics (single linkage: linked when cos >= threshold,
     connected components, uniform masses).
     """
-    try:
-        from ..atoms import cluster_padded
-    except ImportError:  # pragma: no cover - the core module is part of the package
-        cluster_padded = None
     tol = float(np.arccos(np.clip(cos_threshold, -1.0, 1.0)))
-    if cluster_padded is not None:
-        # Fixed-shape variant: one compilation per n (the trimmed `cluster` slices per count).
-        Xj = jnp.asarray(X)
-        m = jnp.full((X.shape[0],), 1.0 / X.shape[0], Xj.dtype)
-        atoms = cluster_padded(Xj, m, jnp.asarray(tol, Xj.dtype))
-        return int(atoms.count), float(atoms.largest_mass)
-    # Fallback: connected components by repeated min-label propagation (numpy).
-    adj = cos_threshold <= X @ X.T
-    labels = np.arange(len(X))
-    while True:
-        new = np.min(np.where(adj, labels[None, :], len(X)), axis=1)
-        if np.array_equal(new, labels):
-            break
-        labels = new
-    counts = np.unique(labels, return_counts=True)[1]
-    return int(counts.size), float(counts.max() / len(X))
+    # Fixed-shape clustering: one compilation per n (the trimmed `cluster` slices per count).
+    Xj = jnp.asarray(X)
+    m = jnp.full((X.shape[0],), 1.0 / X.shape[0], Xj.dtype)
+    atoms = cluster_padded(Xj, m, jnp.asarray(tol, Xj.dtype))
+    return int(atoms.count), float(atoms.largest_mass)
 
 
 def _cloud_stats(X: np.ndarray, cos_threshold: float, bins: np.ndarray) -> dict:
@@ -307,8 +285,6 @@ def particle_view(
     Returns {"model": [stats of layer l], "flow": {name: [stats at t = 0..L, then final]},
     "times": [...], "bin_edges": (bins + 1,)}; stats = mean_cos, hist, clusters, largest_mass.
     """
-    import meanfield as mf
-
     H = _normalise(np.asarray(hidden, np.float64))
     L = H.shape[0] - 1
     edges = np.linspace(-1.0, 1.0, bins + 1)
@@ -321,17 +297,12 @@ def particle_view(
     keep = list(range(L + 1))  # saves are one time unit apart: xs[k] is t = k
     flows = {}
     for name, beta in betas.items():
-        sa = mf.MeanField(jnp.asarray(beta, X0.dtype), attention="sa")
-        traj = mf.integrate(sa, X0, dt=1.0 / per_unit, steps=total, save_every=per_unit)
+        sa = MeanField(jnp.asarray(beta, X0.dtype), attention="sa")
+        traj = integrate(sa, X0, dt=1.0 / per_unit, steps=total, save_every=per_unit)
         xs = np.asarray(traj.xs, np.float64)
         states = [*xs[keep], xs[-1]]
         flows[name] = [_cloud_stats(_normalise(S), cos_threshold, edges) for S in states]
     return {"model": model_stats, "flow": flows, "times": times, "bin_edges": edges}
-
-
-# --------------------------------------------------------------------------------------
-# Timing, tables, the whole run
-# --------------------------------------------------------------------------------------
 
 
 def time_forward(model, n: int = 512, repeats: int = 3, attention: bool = True) -> float:
@@ -363,7 +334,6 @@ def critical_ratio_table(ratio: np.ndarray, fmt: str = "{:.2f}") -> str:
 
 def _entropy_curves(logits, beta_grid, rows: int) -> np.ndarray:
     """Mean over `rows` evenly spaced query rows of H(beta)/log n: (L, H, B)."""
-    from ..temperature import entropy_curve
 
     n = logits.shape[-1]
     idx = np.unique(np.linspace(0, n - 1, min(rows, n)).astype(int))
@@ -400,7 +370,6 @@ def run_diagnostics(
     heads_above / heads_below (lists of "l.a"), particles (model and flow stats per layer),
     timing. `summary["_arrays"]` holds numpy arrays for the figures (not written to JSON).
     """
-    from ._load import load_minilm
 
     t_start = time.perf_counter()
     model = load_minilm() if model is None else model
@@ -515,202 +484,6 @@ def run_diagnostics(
     return summary
 
 
-# --------------------------------------------------------------------------------------
-# Figures
-# --------------------------------------------------------------------------------------
-
-
 def study_steps(lengths=DEFAULT_LENGTHS) -> int:
     """Number of progress steps `run_diagnostics` reports for these lengths."""
     return len(tuple(lengths)) + 4
-
-
-def plot_diagnostics(summary: dict) -> dict:
-    """Matplotlib figures from `run_diagnostics` output: ratio heatmap, entropy curves,
-    growth of beta*_n with n, particle view. Returns {name: Figure}."""
-    import matplotlib.pyplot as plt
-
-    arr = summary["_arrays"]
-    beta = arr["beta"]
-    figs = {}
-
-    # 1. beta*_n / beta_model heatmap.
-    ratio = arr["ratio"]
-    fig, ax = plt.subplots(figsize=(9, 4))
-    im = ax.imshow(np.log2(ratio), cmap="RdBu_r", vmin=-3, vmax=3, aspect="auto")
-    for (li, a), v in np.ndenumerate(ratio):
-        ax.text(a, li, f"{v:.2f}", ha="center", va="center", fontsize=7)
-    ax.set_xlabel("head")
-    ax.set_ylabel("layer")
-    ax.set_title(
-        f"median beta*_n / beta_model at n = {int(arr['ns'][-1])} (<1: head above critical)"
-    )
-    fig.colorbar(im, ax=ax, label="log2 ratio")
-    fig.tight_layout()
-    figs["critical_ratio"] = fig
-
-    # 2. entropy curves.
-    curves, grid = arr["curves"], arr["beta_grid"]
-    L, H = curves.shape[:2]
-    fig, axes = plt.subplots(2, math.ceil(L / 2), figsize=(12, 6), sharex=True, sharey=True)
-    cmap = plt.get_cmap("viridis")
-    for li, ax in enumerate(np.ravel(axes)[:L]):
-        for a in range(H):
-            ax.semilogx(grid, curves[li, a], color=cmap(a / max(H - 1, 1)), lw=1)
-            ax.plot(
-                beta * ratio[li, a],
-                np.interp(beta * ratio[li, a], grid, curves[li, a]),
-                "o",
-                color=cmap(a / max(H - 1, 1)),
-                ms=3,
-            )
-        ax.axvline(beta, color="k", ls="--", lw=1, label="beta_model = 1/sqrt(d_h)")
-        ax.set_title(f"layer {li}")
-        if li == 0:
-            ax.legend(fontsize=7)
-    for ax in np.ravel(axes):
-        ax.set_xlabel("beta (on raw q.k)")
-    np.ravel(axes)[0].set_ylabel("H(beta) / log n")
-    fig.suptitle("Entropy of attention rows vs beta (dots: median beta*_n of each head)")
-    fig.tight_layout()
-    figs["entropy_curves"] = fig
-
-    # 3. growth with n.
-    ns, bs = arr["ns"], arr["beta_star"]
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    for li in range(bs.shape[1]):
-        ax.loglog(ns, np.median(bs[:, li], axis=-1) / beta, "o-", ms=3, label=f"layer {li}")
-    if len(arr["causal_keys"]):
-        ax.loglog(arr["causal_keys"], arr["causal_median"] / beta, "k--", label="causal (all)")
-    fit = summary["growth"]["truncation"]
-    if fit is not None:
-        nn = np.geomspace(ns[0], ns[-1], 50)
-        ax.loglog(
-            nn,
-            fit["c_log"] * np.log(nn) ** fit["gamma"] / beta,
-            "k:",
-            label=f"fit (log n)^{fit['gamma']:.2f}",
-        )
-    ax.axhline(1.0, color="gray", lw=0.8)
-    ax.set_xlabel("number of keys n")
-    ax.set_ylabel("median beta*_n / beta_model")
-    ax.set_title("Growth of the critical scale with sequence length")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    figs["growth"] = fig
-
-    # 4. particle view.
-    p = arr["particles"]
-    edges = p["bin_edges"]
-    centres = 0.5 * (edges[1:] + edges[:-1])
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-    for li, s in enumerate(p["model"]):
-        axes[0].plot(
-            centres, s["hist"], color=cmap(li / max(len(p["model"]) - 1, 1)), label=f"layer {li}"
-        )
-    axes[0].set_xlabel("cosine similarity of token pairs")
-    axes[0].set_ylabel("density")
-    axes[0].set_title("MiniLM hidden states on S^383")
-    axes[0].legend(fontsize=7)
-    layers = np.arange(len(p["model"]))
-    axes[1].plot(layers, [s["clusters"] for s in p["model"]], "ko-", label="MiniLM")
-    axes[2].plot(layers, [s["largest_mass"] for s in p["model"]], "ko-", label="MiniLM")
-    for name, stats in p["flow"].items():
-        axes[1].plot(
-            layers,
-            [s["clusters"] for s in stats[: len(layers)]],
-            "s--",
-            label=f"SA flow, beta {name}",
-        )
-        axes[2].plot(
-            layers,
-            [s["largest_mass"] for s in stats[: len(layers)]],
-            "s--",
-            label=f"SA flow, beta {name}",
-        )
-    axes[1].set_ylabel("number of clusters")
-    axes[2].set_ylabel("largest cluster mass")
-    for ax in axes[1:]:
-        ax.set_xlabel("layer l  /  flow time t")
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    figs["particles"] = fig
-    return figs
-
-
-def plot_long_context(result: dict) -> dict:
-    """Figures of `long_context_diagnostics` output: {name: Figure}.
-
-    ``critical_ratio``: heat map of log2(beta_model / beta*_n) per layer and head at the
-    longest n; ``beta_star``: beta*_n(n) (median over each layer's heads, and every head
-    faintly) with the fitted laws c sqrt(log n), c log n, c (log n)^2 of the median head;
-    ``logit_scale``: the recommended s(n) per head and its median, against log-n scaling
-    and YaRN's (0.1 ln(n / n_train) + 1)^2.
-    """
-    import matplotlib.pyplot as plt
-
-    figs = {}
-    beta = result["beta_model"]
-    ratio = np.asarray(result["ratio_longest"], float)
-    L, H = ratio.shape
-    fig, ax = plt.subplots(figsize=(max(5, 0.5 * H + 2), max(3, 0.4 * L + 1.5)))
-    im = ax.imshow(np.log2(ratio), cmap="RdBu_r", vmin=-3, vmax=3, aspect="auto")
-    if L * H <= 400:
-        for (li, a), v in np.ndenumerate(ratio):
-            ax.text(a, li, f"{v:.2f}", ha="center", va="center", fontsize=6)
-    ax.set_xlabel("head")
-    ax.set_ylabel("layer")
-    n_last = float(np.asarray(result["bin_n"])[-1])
-    ax.set_title(f"beta_model / beta*_n at n ~ {n_last:.0f} keys (>1: above critical)")
-    fig.colorbar(im, ax=ax, label="log2 ratio")
-    fig.tight_layout()
-    figs["critical_ratio"] = fig
-
-    n = np.asarray(result["bin_n"], float)
-    med = np.asarray(result["beta_star_bins"], float)
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    cmap = plt.get_cmap("viridis")
-    for li in range(L):
-        colour = cmap(li / max(L - 1, 1))
-        for a in range(H):
-            ax.loglog(n, med[li, a], color=colour, lw=0.4, alpha=0.3)
-        ax.loglog(n, np.nanmedian(med[li], axis=0), "o-", ms=3, color=colour, label=f"layer {li}")
-    overall = np.nanmedian(med.reshape(-1, n.size), axis=0)
-    fit = fit_laws(n, overall)
-    nn = np.geomspace(n[0], n[-1], 64)
-    laws = {"sqrt_log": np.sqrt(np.log(nn)), "log": np.log(nn), "log_squared": np.log(nn) ** 2}
-    for i, name in enumerate(LAW_NAMES):
-        c = fit["constants"][i]
-        ax.loglog(nn, c * laws[name], "--", lw=1, label=f"{c:.3g} {name} (rms {fit['rms'][i]:.2f})")
-    ax.axhline(beta, color="k", lw=0.8, label="beta_model")
-    ax.set_xlabel("keys seen by the query, n")
-    ax.set_ylabel("beta*_n (median per bin)")
-    ax.set_title(f"{result['model']}: critical scale of causal rows")
-    ax.legend(fontsize=6, ncol=2)
-    fig.tight_layout()
-    figs["beta_star"] = fig
-
-    grid = np.asarray(result["s_grid"], float)
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    rec = np.asarray(result["s_recommended"], float).reshape(-1, grid.size)
-    for row in rec:
-        ax.semilogx(grid, row, color="tab:blue", lw=0.4, alpha=0.25)
-    ax.semilogx(
-        grid,
-        result["s_median"],
-        color="tab:blue",
-        lw=2.5,
-        label=f"recommended, median head (gamma = {result['gamma_median']:.2f})",
-    )
-    ax.semilogx(grid, result["s_log_n"], "k--", label="log-n scaling log n / log n_train")
-    ax.semilogx(grid, result["s_yarn"], "r:", lw=2, label="YaRN (0.1 ln(n/n_train) + 1)^2")
-    ax.axvline(result["n_train"], color="gray", lw=0.8)
-    ax.axvline(result["n_tokens"], color="gray", lw=0.8, ls=":")
-    ax.set_xlabel("sequence length n")
-    ax.set_ylabel("logit scale s(n)")
-    ax.set_ylim(0, max(3.0, float(np.nanmax(result["s_median"])) * 1.1))
-    ax.set_title("scale keeping each head at its training-length critical ratio")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    figs["logit_scale"] = fig
-    return figs

@@ -43,6 +43,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..temperature import critical_beta
+from ._decoder import visible
 from ._text import stdlib_text
 
 __all__ = [
@@ -121,8 +123,6 @@ def sampled_rows_critical_beta(
 
     **Returns:** (L, H, R) float array, beta*_{n_r} for n_r the keys row r sees.
     """
-    from ..temperature import critical_beta
-    from ._decoder import visible
 
     ids = np.asarray(ids, np.int32)
     _, q, k = _queries_keys(model, ids)

@@ -22,7 +22,7 @@ pytest.importorskip(
 from meanfield.transformer import llama as L  # noqa: E402
 from meanfield.transformer import load_checkpoint  # noqa: E402
 
-FIXTURES = Path(__file__).parent / "fixtures" / "transformers"
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "transformers"
 NAMES = ["bert", "gpt2", "llama", "llama3", "llama_linear", "llama_yarn", "mistral", "qwen2"]
 
 
@@ -275,7 +275,7 @@ def test_regenerated_reference_matches(tmp_path):
 
 
 def test_runtime_code_never_imports_torch_or_transformers():
-    root = Path(__file__).parent.parent / "meanfield"
+    root = Path(__file__).parent.parent.parent / "meanfield"
     for path in root.rglob("*.py"):
         text = path.read_text()
         for name in ("torch", "transformers"):

@@ -218,13 +218,13 @@ def _report(out: Path, cfg: dict, plan: dict, sections: dict, seconds: float) ->
     return "\n".join(parts)
 
 
-def run_demo(out, cfg: dict, execute, *, quiet: bool = False) -> tuple[dict, dict]:
+def run_demo(cfg: dict, out, quiet: bool = False, *, execute) -> tuple[dict, dict]:
     """Run every section into `out/<section>`, then write summary.json and report.md.
 
     `cfg` is the resolved demo config (quick, seed, x64, device, plots); `execute(command,
     values, folder, quiet=)` runs one workflow into a saved run (the runs layer passes its
-    own, so this module does not import it back). Returns (arrays, results) for the demo's
-    own saved run (the arrays live in the sections).
+    own, so this module does not import it back; see `workflows.Workflow`). Returns
+    (arrays, results) for the demo's own saved run (the arrays live in the sections).
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -12,9 +12,11 @@ import numpy as np
 import pytest
 
 import meanfield as mf
-from meanfield.integrate import _single as integ
-from meanfield.runs import _folder as _runfolder
-from meanfield.runs._runs import checkpoint_dir, compare_runs, integrate_chunked, load_run
+from meanfield.runs import _checkpoint as checkpointing  # to count its integrate calls
+from meanfield.runs import _folder as _runfolder  # fault injection
+from meanfield.runs import compare_runs, load_run
+from meanfield.runs._execute import checkpoint_dir  # where a run's checkpoint lives
+from meanfield.runs._workflow import integrate_chunked  # the chunked loop itself
 from meanfield.runs.cli import main
 
 
@@ -54,13 +56,13 @@ def test_integrate_checkpointed_resumes_bit_for_bit(tmp_path, getkey, monkeypatc
     state = mf.read_checkpoint(ck)
     assert (state.step, state.steps, state.xs.shape) == (12, 30, (5, 7, 3))
     assert np.array_equal(state.X, full.xs[4]) and np.array_equal(state.key, np.asarray(key))
-    calls, orig = [], integ.integrate
+    calls, orig = [], checkpointing.integrate
 
     def counted(*a, **k):
         calls.append(k["steps"])
         return orig(*a, **k)
 
-    monkeypatch.setattr(integ, "integrate", counted)  # integrate_checkpointed imports it late
+    monkeypatch.setattr(checkpointing, "integrate", counted)
     traj = mf.integrate_checkpointed(model, X0, checkpoint_dir=ck, **kw)
     assert calls == [6, 6, 6]  # resumed at step 12: only the remaining 18 steps were run
     assert np.array_equal(traj.xs, full.xs) and np.array_equal(traj.ts, full.ts)

@@ -20,7 +20,7 @@ pytest.importorskip(
 
 from meanfield import transformer as tr  # noqa: E402
 
-FIXTURES = Path(__file__).parent / "fixtures" / "transformers"
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "transformers"
 IDS = (np.arange(48) * 7) % 32
 
 

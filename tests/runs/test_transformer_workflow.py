@@ -13,10 +13,12 @@ pytest.importorskip(
     "tokenizers", reason='optional extra missing; pip install "meanfield[transformer]"'
 )
 
-from meanfield.runs import cli  # noqa: E402
-from meanfield.runs._runs import load_run  # noqa: E402
+from meanfield.runs import (
+    cli,  # noqa: E402
+    load_run,  # noqa: E402
+)
 
-FIXTURES = Path(__file__).parent / "fixtures" / "transformers"
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "transformers"
 LLAMA = str(FIXTURES / "llama")  # GQA, RoPE, character tokenizer, context 64
 
 

@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from meanfield.runs._runs import load_run
+from meanfield.runs import load_run
 from meanfield.runs.cli import main
 
 SMALL = ["--n", "16", "--d", "3", "--beta", "2", "--steps", "20", "--save-every", "5"]

@@ -18,10 +18,11 @@ import numpy as np
 import pytest
 
 import meanfield as mf
-from meanfield.runs import _folder as _runfolder
-from meanfield.runs import _runs
-from meanfield.runs._runs import compare_runs, load_run, write_run_files
+from meanfield.runs import _folder as _runfolder  # fault injection, locks: folder internals
+from meanfield.runs import _format, compare_runs, load_run
+from meanfield.runs._format import write_run_files  # the jax-free save path
 from meanfield.runs.cli import main
+from meanfield.runs.workflows import WORKFLOWS, Workflow
 
 TINY = ["--n", "6", "--d", "2", "--beta", "2", "--steps", "4", "--save-every", "2"]
 TINY += ["--no-plots", "--quiet"]
@@ -40,14 +41,14 @@ sys.modules["meanfield"] = pkg
 runs = types.ModuleType("meanfield.runs")
 runs.__path__ = [str(root / "runs")]
 sys.modules["meanfield.runs"] = runs
-for name in ("runs._folder", "runs._runs"):
+for name in ("runs._folder", "runs._format"):
     path = root / (name.replace(".", "/") + ".py")
     spec = importlib.util.spec_from_file_location(f"meanfield.{name}", path)
     mod = importlib.util.module_from_spec(spec)
     sys.modules[f"meanfield.{name}"] = mod
     spec.loader.exec_module(mod)
 from meanfield.runs._folder import RunWriter
-from meanfield.runs._runs import write_run_files
+from meanfield.runs._format import write_run_files
 out, n, overwrite = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
 for i in range(int(sys.argv[5])):  # n, n + 1, n, ... (a writer in a loop)
     m = n + i % 2
@@ -65,7 +66,7 @@ def _saver(out, n, overwrite, fault=None, exchange=True, repeat=1):
         env[_runfolder.FAULT_ENV] = fault
     if not exchange:
         env["MEANFIELD_RENAME_EXCHANGE"] = "0"
-    root = str(Path(_runs.__file__).parent.parent)
+    root = str(Path(_format.__file__).parent.parent)
     argv = [sys.executable, "-c", SAVER, str(out), str(n), "1" if overwrite else "0", root]
     argv.append(str(repeat))
     return subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -144,8 +145,8 @@ def test_checks_come_before_any_computation(tmp_path, capsys, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("the workflow ran before the checks")
 
-    monkeypatch.setitem(_runs.WORKFLOWS, "simulate", boom)
-    monkeypatch.setitem(_runs.WORKFLOWS, "temperature", boom)
+    monkeypatch.setitem(WORKFLOWS, "simulate", Workflow(boom))
+    monkeypatch.setitem(WORKFLOWS, "temperature", Workflow(boom))
     blocker = tmp_path / "file.txt"
     blocker.write_text("x")
     assert main(["simulate", *TINY, "--out", str(blocker / "out")]) == 2
@@ -393,7 +394,7 @@ def test_bad_folders_give_one_line_naming_the_file(tmp_path, capsys, monkeypatch
         raise AssertionError("rerun computed before checking the folder")
 
     folders = _bad_folders(tmp_path)
-    monkeypatch.setitem(_runs.WORKFLOWS, "simulate", boom)
+    monkeypatch.setitem(WORKFLOWS, "simulate", Workflow(boom))
     for name, folder, word in folders:
         with pytest.raises(ValueError) as info:
             load_run(folder)
