@@ -42,6 +42,7 @@ from ._runs import (
     resume_info,
     resume_run,
 )
+from .reproduce import cli as reproduce_cli
 
 EXAMPLES = {
     "demo": "meanfield demo --out demo_out            # about 1-2 minutes on a 2-core CPU\n"
@@ -331,6 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
         "laws, recommended logit scale s(n) (extra `transformer`)",
         "transformer_out",
     )
+    reproduce_cli.add_parser(sub)
     return parser
 
 

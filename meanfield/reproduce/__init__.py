@@ -1,0 +1,1 @@
+"""Reproductions: published experiments replayed with their exact setup (placeholder)."""
