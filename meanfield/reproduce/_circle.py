@@ -45,16 +45,15 @@ def arc_clusters(theta, threshold) -> dict:
     linear = angles[idx] + jnp.where(start + jnp.arange(n) >= n, TWO_PI, 0.0)
 
     def walk(carry, a):
-        first, label, last_spread, spread = carry
+        first, label, spread = carry
         new = a - first > threshold
         first = jnp.where(new, a, first)
         label = label + new.astype(label.dtype)
-        cur = a - first
-        spread = jnp.maximum(spread, cur)
-        return (first, label, cur, spread), label
+        spread = jnp.maximum(spread, a - first)
+        return (first, label, spread), label
 
-    init = (linear[0], jnp.asarray(0), jnp.zeros((), theta.dtype), jnp.zeros((), theta.dtype))
-    (_, last, _, spread), labels = lax.scan(walk, init, linear)
+    init = (linear[0], jnp.asarray(0), jnp.zeros((), theta.dtype))
+    (_, last, spread), labels = lax.scan(walk, init, linear)
     count = last + 1
     w = jnp.full((n,), 1.0 / n, theta.dtype)
     masses = jax.ops.segment_sum(w, labels, num_segments=n)
@@ -136,7 +135,8 @@ def run_to_stop_rule(
     as lists), `spread`.
     """
     X0 = jnp.asarray(X0)
-    model = mf.with_beta(model, beta).resolve_kernel(*X0.shape, dtype=X0.dtype)
+    # A kernel instance stays (pass a resolved model to share one compilation over betas).
+    model = model.resolve_kernel(*X0.shape, dtype=X0.dtype)
     dtype = X0.dtype
     threshold = authors_threshold(jnp.asarray(beta, dtype), cluster_scale, X0.shape[1])
     X, k, done = _stop_rule(
