@@ -9,6 +9,7 @@
     meanfield simulate ... --checkpoint-every 500 --out big; meanfield resume big
     meanfield transformer [--model DIR] [--text FILE] --out DIR   attention temperature of
                                                       MiniLM or a local HF checkpoint
+    meanfield reproduce NAME [--quick] --out DIR      a published experiment, ours beside theirs
 
 Every option of simulate / sweep / critical / temperature / transformer / demo can also come
 from a TOML or JSON file (`--config FILE`, keys as in the saved config.json, flags override

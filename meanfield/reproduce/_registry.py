@@ -66,8 +66,8 @@ ENTRIES: dict[str, Entry] = {
             "Karakida, Hayase, arXiv 2605.12697",
             "the paper's laws (no public code): mf.predicted_critical_beta",
             "temperature_laws",
-            "~1 min",
-            "~5 s",
+            "~6 min",
+            "~6 s",
         ),
         Entry(
             "clustering-phase-diagram",
@@ -76,7 +76,7 @@ ENTRIES: dict[str, Entry] = {
             "the paper's setup as stated (no public code for this figure; "
             "borjanG/2023-transformers is another experiment)",
             "clustering_phase_diagram",
-            "~1 min",
+            "~5 min",
             "~5 s",
         ),
         Entry(
@@ -87,8 +87,8 @@ ENTRIES: dict[str, Entry] = {
             "https://github.com/HugoKoubbi/2024-transformers-dotm (commit "
             "4aa178ae9e5d6f56dda435ff6ae129011cb93719, staircase.py time_rescale_3)",
             "metastability_staircase",
-            "~1 min",
-            "~5 s",
+            "~20 s",
+            "~4 s",
         ),
     )
 }
