@@ -149,8 +149,47 @@ def run(quick: bool = False) -> Result:
     **Returns:** a `Result` (rows ours / theirs / difference, figure, arrays).
     """
     n, betas = (100, QUICK_BETAS) if quick else (1000, BETAS)
-    ours = run_betas(n, betas)
-    ref = load_reference(REFERENCE)  # read after the (long) runs
+    return result_from(run_betas(n, betas), quick=quick)
+
+
+def ours_from_run(run: mf.Run) -> list[dict]:
+    """Our per-beta records back from a saved run of this entry (final angles and step
+    counts), so that the comparison can be re-made against updated references without
+    re-integrating (`result_from(ours_from_run(mf.load_run(DIR)))`)."""
+    betas = np.asarray(run.arrays["betas"])
+    rows = {r["quantity"]: r["ours"] for r in run.results["comparison"]}
+    steps = run.arrays.get("steps")
+    if steps is None:  # runs saved before the step counts were arrays
+        steps = [rows[f"beta = {b:g}: steps to their stop rule"] for b in betas]
+    converged = run.arrays.get("converged", np.ones(len(betas), bool))
+    angles_all = run.arrays["final_angles"]
+    out = []
+    for beta, angles, k, ok in zip(betas, angles_all, steps, converged, strict=True):
+        X = mf.angles_to_circle(np.asarray(angles))
+        threshold = _circle.authors_threshold(float(beta))
+        cl = _circle.arc_clusters(mf.circle_angles(X), threshold)
+        count = int(cl["count"])
+        out.append(
+            dict(
+                X=X,
+                beta=float(beta),
+                steps=int(k),
+                converged=bool(ok),
+                threshold=float(threshold),
+                atoms=count,
+                masses=[float(v) for v in cl["masses"][:count]],
+                locations=[float(v) for v in cl["locations"][:count]],
+                spread=float(cl["spread"]),
+            )
+        )
+    return out
+
+
+def result_from(ours: list[dict], *, quick: bool = False) -> Result:
+    """The report of our records `ours` (`run_betas`) against the stored references."""
+    n = int(np.asarray(ours[0]["X"]).shape[0])
+    betas = tuple(o["beta"] for o in ours)
+    ref = load_reference(REFERENCE)
     case = None if ref is None else ref["reduced" if quick else "full"]
     theirs = None if case is None else [r for r in case["runs"] if r["beta"] in betas]
     rows: list[Row] = []
@@ -189,6 +228,8 @@ def run(quick: bool = False) -> Result:
         notes=notes,
         arrays={
             "betas": np.asarray(betas),
+            "steps": np.asarray([o["steps"] for o in ours]),
+            "converged": np.asarray([o["converged"] for o in ours]),
             "final_angles": np.stack([np.asarray(mf.circle_angles(o["X"])) for o in ours]),
         },
         figures={"localisation.png": figure(ours, theirs, n)},

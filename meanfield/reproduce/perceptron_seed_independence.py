@@ -107,11 +107,11 @@ def run(quick: bool = False) -> Result:
 
     **Returns:** a `Result`.
     """
-    ref = load_reference(REFERENCE)
     n_peer = 100 if quick else 1000
-    theirs_cases = None if ref is None else ref["reduced" if quick else "full"]
     ns = QUICK_NS if quick else NS
     scan = run_scan(ns)
+    ref = load_reference(REFERENCE)  # read after the (long) runs
+    theirs_cases = None if ref is None else ref["reduced" if quick else "full"]
     ours = next((s for s in scan if s["n"] == n_peer), None)
     if ours is None:
         runs = run_seeds(n_peer)
