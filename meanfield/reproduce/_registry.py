@@ -47,8 +47,8 @@ ENTRIES: dict[str, Entry] = {
             "Alvarez-Lopez, Geshkovski, Ruiz-Balet, arXiv 2601.21366 (d = 2 experiment)",
             MLP_REPO,
             "perceptron_localisation",
-            "~6 min",
-            "~10 s",
+            "~20 min",
+            "~8 s",
         ),
         Entry(
             "perceptron-seed-independence",
@@ -57,8 +57,8 @@ ENTRIES: dict[str, Entry] = {
             "of the initial data)",
             MLP_REPO,
             "perceptron_seed_independence",
-            "~10 min",
-            "~10 s",
+            "~3 min",
+            "~8 s",
         ),
         Entry(
             "temperature-laws",

@@ -69,8 +69,11 @@ def main(args) -> int:
         return _error(f"unknown entry {args.name!r}; entries: " + ", ".join(ENTRIES))
     entry = ENTRIES[args.name]
     out = Path(args.out or f"reproduce_{entry.name.replace('-', '_')}")
-    if out.exists() and not (out.is_dir() and not any(out.iterdir())) and not args.overwrite:
+    occupied = out.exists() and not (out.is_dir() and not any(out.iterdir()))
+    if occupied and not args.overwrite:
         return _error(f"{out} exists; pass --overwrite to replace it")
+    if occupied and not (out / "config.json").is_file():
+        return _error(f"{out} is not a run folder; --overwrite replaces run folders only")
     import jax
 
     from ._report import write_result

@@ -34,6 +34,9 @@ def test_bad_input(tmp_path, capsys):
     (tmp_path / "full" / "f").write_text("")
     assert main(["reproduce", "temperature-laws", "--out", str(tmp_path / "full")]) == 2
     assert "--overwrite" in capsys.readouterr().err
+    args = ["reproduce", "temperature-laws", "--out", str(tmp_path / "full"), "--overwrite"]
+    assert main(args) == 2
+    assert "not a run folder" in capsys.readouterr().err
     assert main(["reproduce"]) == 2
 
 
