@@ -28,7 +28,7 @@ LAYERS = [
     {"transformer"},
     {"studies"},
     {"plot"},
-    {"runs"},
+    {"runs", "reproduce"},  # the application layer: commands and published experiments
 ]
 LAYER = {unit: i for i, units in enumerate(LAYERS) for unit in units}
 #: Same-layer units that must not import each other (siblings on independent branches).

@@ -8,7 +8,16 @@ the pairwise sums; its `velocity`, `energy` and `first_variation` are the contra
 integrators, critical points and studies use.
 """
 
+from ._authors import authors_draw, perceptron_from_authors
 from ._model import ATTENTIONS, MLP, MeanField
 from ._perceptron import ACTIVATIONS, Perceptron
 
-__all__ = ["ACTIVATIONS", "ATTENTIONS", "MLP", "MeanField", "Perceptron"]
+__all__ = [
+    "ACTIVATIONS",
+    "ATTENTIONS",
+    "MLP",
+    "MeanField",
+    "Perceptron",
+    "authors_draw",
+    "perceptron_from_authors",
+]

@@ -139,6 +139,13 @@ SCHEMAS: dict[str, dict[str, Option]] = {
             "floats", [0.1, 1.0, 5.0, 15.0, 50.0], "localisation: betas", positive=True
         ),
         "seeds": Option("int", 2, "localisation: seeds per beta", minimum=1),
+        "perceptron": Option(
+            "str",
+            "authors",
+            "localisation: the perceptron draw (authors: the paper's code, default_rng(777); "
+            "jax: Perceptron.random(PRNGKey(111 + d)))",
+            choices=("authors", "jax"),
+        ),
         **_common(),
     },
     "temperature": {

@@ -9,6 +9,7 @@
     meanfield simulate ... --checkpoint-every 500 --out big; meanfield resume big
     meanfield transformer [--model DIR] [--text FILE] --out DIR   attention temperature of
                                                       MiniLM or a local HF checkpoint
+    meanfield reproduce NAME [--quick] --out DIR      a published experiment, ours beside theirs
 
 Every option of simulate / sweep / critical / temperature / transformer / demo can also come
 from a TOML or JSON file (`--config FILE`, keys as in the saved config.json, flags override
@@ -27,6 +28,7 @@ import os
 import sys
 from pathlib import Path
 
+from ..reproduce import cli as reproduce_cli
 from ._config import SCHEMAS, ConfigError, coerce, read_config_file, resolve_config
 from ._execute import execute, resume_info, resume_run
 from ._run import check_run_tree, compare_runs, count_arrays, load_run
@@ -320,6 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
         "laws, recommended logit scale s(n) (extra `transformer`)",
         "transformer_out",
     )
+    reproduce_cli.add_parser(sub)
     return parser
 
 

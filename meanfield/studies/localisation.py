@@ -36,7 +36,7 @@ import numpy as np
 
 from ..atoms import cluster_padded, default_tolerance
 from ..critical import MASS_BOUND_LIMIT, mass_bound
-from ..dynamics import MeanField, Perceptron
+from ..dynamics import MeanField, Perceptron, authors_draw, perceptron_from_authors
 from ..integrate import field_of, make_step, run_until, with_beta
 from ..sphere import uniform_sphere
 
@@ -90,6 +90,25 @@ def _run_batch(model, X0s, betas, dt, max_steps, check_every, speed_tol, cluster
     return jax.vmap(one)(betas, X0s)
 
 
+PERCEPTRONS = ("authors", "jax")
+
+
+def study_perceptron(perceptron, d: int, activation: str = "gelu", mlp_key=None) -> Perceptron:
+    """The perceptron of the study: "authors", "jax" or a given `Perceptron` (see
+    `run_dimension`)."""
+    if isinstance(perceptron, Perceptron):
+        return perceptron
+    if perceptron == "authors":
+        a, s = authors_draw(777, d)
+        return perceptron_from_authors(a, s=s, activation=activation)
+    if perceptron == "jax":
+        mlp_key = jr.PRNGKey(111 + d) if mlp_key is None else mlp_key
+        return Perceptron.random(mlp_key, d, activation=activation)
+    raise ValueError(
+        f"`perceptron` must be one of {PERCEPTRONS} or a Perceptron; got {perceptron!r}."
+    )
+
+
 def run_dimension(
     d: int,
     *,
@@ -106,16 +125,21 @@ def run_dimension(
     mlp_key=None,
     cluster_scale: float = 0.1,
     max_tol: float = 0.2,
+    perceptron="authors",
 ) -> list[dict]:
     """The study for one dimension d: one jitted, vmapped program over betas x seeds.
+
+    `perceptron`: "authors" (default: the draw of the paper's own code, default_rng(777),
+    through `dynamics.perceptron_from_authors`, so the table is the paper's), "jax"
+    (`Perceptron.random(mlp_key or PRNGKey(111 + d))`, this study's earlier draw) or a
+    `Perceptron`.
 
     Returns one record per (beta, seed): atoms, largest_mass, max_diameter, steps, speed,
     converged, the top atom masses, the mass bound (paper's convention, with C of the
     perceptron) and its limit.
     """
     key = jr.PRNGKey(0) if key is None else key
-    mlp_key = jr.PRNGKey(111 + d) if mlp_key is None else mlp_key
-    p = Perceptron.random(mlp_key, d, activation=activation)
+    p = study_perceptron(perceptron, d, activation, mlp_key)
     model = MeanField(
         1.0, sign=-1, perceptron=p, shift_kernel=shift_kernel, rescaled_time=not shift_kernel
     )
@@ -259,8 +283,14 @@ def run_study(
     check_every: int = 100,
     key=None,
     verbose: bool = True,
+    perceptron: str = "authors",
 ) -> dict:
-    """Run the study for every dimension and kernel convention; write JSON, Markdown, PNG."""
+    """Run the study for every dimension and kernel convention; write JSON, Markdown, PNG.
+
+    `perceptron`: "authors" (the paper's draw, default) or "jax" (see `run_dimension`).
+    """
+    if perceptron not in PERCEPTRONS:
+        raise ValueError(f"`perceptron` must be one of {PERCEPTRONS}; got {perceptron!r}.")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     key = jr.PRNGKey(0) if key is None else key
@@ -277,6 +307,7 @@ def run_study(
                 max_steps=max_steps,
                 check_every=check_every,
                 key=jr.fold_in(key, d),
+                perceptron=perceptron,
             )
             timings[f"d={d},shift={shift}"] = time.perf_counter() - t0
             records += recs
@@ -295,6 +326,7 @@ def run_study(
             check_every=check_every,
             sign=-1,
             activation="gelu",
+            perceptron=perceptron,
         ),
         timings_s=timings,
         summary=rows,

@@ -179,6 +179,7 @@ def _run_localisation(cfg: dict, out: Path, quiet: bool):
         check_every=cfg["check_every"],
         key=jr.PRNGKey(cfg["seed"]),
         verbose=not quiet,
+        perceptron=cfg["perceptron"],
     )
     recs = study["records"]
     arrays = {
