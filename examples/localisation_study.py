@@ -29,6 +29,12 @@ def main(argv=None):
         default="both",
         help="kernel convention: exp(beta(<x,y>-1)) (true), exp(beta<x,y>) (false), or both",
     )
+    parser.add_argument(
+        "--perceptron",
+        choices=["authors", "jax"],
+        default="authors",
+        help="perceptron draw: the paper's code (default_rng(777)) or Perceptron.random",
+    )
     parser.add_argument("--float64", action="store_true", help="enable jax_enable_x64")
     args = parser.parse_args(argv)
     if args.float64:
@@ -49,6 +55,7 @@ def main(argv=None):
         n=n,
         conventions=conventions,
         max_steps=max_steps,
+        perceptron=args.perceptron,
     )
     print(f"total wall time {time.perf_counter() - t0:.1f} s")
 

@@ -19,6 +19,8 @@ stored in tests/fixtures/reproduce/.
 """
 
 from . import conventions
+from ._circle import arc_clusters
+from ._references import load_reference
 from ._registry import ENTRIES, Entry
 from ._report import Result, Row, write_result
 from .conventions import authors_draw, authors_particles, energy_correction, perceptron_from_authors
@@ -28,10 +30,12 @@ __all__ = [
     "Entry",
     "Result",
     "Row",
+    "arc_clusters",
     "authors_draw",
     "authors_particles",
     "conventions",
     "energy_correction",
+    "load_reference",
     "perceptron_from_authors",
     "write_result",
 ]

@@ -12,7 +12,7 @@ from scipy.special import erf
 
 import meanfield as mf
 from meanfield.reproduce import conventions as cv
-from meanfield.reproduce._references import load_reference
+from meanfield.reproduce import load_reference
 
 
 def _their_energy(theta, beta, a, s, activation):

@@ -7,9 +7,7 @@ import numpy as np
 import pytest
 
 import meanfield as mf
-from meanfield.reproduce._circle import arc_clusters
-from meanfield.reproduce._references import load_reference
-from meanfield.reproduce._registry import ENTRIES
+from meanfield.reproduce import ENTRIES, arc_clusters, load_reference
 from meanfield.runs.cli import main
 
 
