@@ -207,6 +207,10 @@ def combine_stats(
 
     A key set of zero total weight has L = -inf and contributes nothing (its Y, possibly
     NaN from 0/0, is ignored); two such sets give L = -inf, Y = 0.
+
+    **Arguments:** `L1`, `L2` (n,) log-normalisers; `Y1`, `Y2` (n, e) weighted means.
+
+    **Returns:** the `Stats` of the union of the two key sets.
     """
     L = jnp.logaddexp(L1, L2)
     ref = jnp.where(jnp.isfinite(L), L, 0.0)
@@ -218,17 +222,28 @@ def combine_stats(
 
 
 def empty_stats(nq: int, e: int, dtype) -> Stats:
-    """Statistics of an empty key set: L = -inf, Y = 0."""
+    """Statistics of an empty key set: L = -inf, Y = 0 (the identity of `combine_stats`).
+
+    **Arguments:** `nq` queries, `e` value width, `dtype` of Y.
+
+    **Returns:** `Stats(L (nq,), Y (nq, e))`.
+    """
     return Stats(jnp.full((nq,), -jnp.inf, log_dtype(dtype)), jnp.zeros((nq, e), dtype))
 
 
 def log_masses(m: Float[Array, " n"]) -> Float[Array, " n"]:
-    """log m with log 0 = -inf (zero-mass particles feel the field but exert none)."""
+    """log m with log 0 = -inf (zero-mass particles feel the field but exert none).
+
+    **Arguments:** `m` (n,) non-negative masses. **Returns:** (n,) log-weights.
+    """
     return jnp.where(m > 0, jnp.log(jnp.where(m > 0, m, 1.0)), -jnp.inf)
 
 
 def max_exponent(dtype) -> float:
-    """Largest x with exp(x) finite in `dtype` (about 88.7 in float32, 709.8 in float64)."""
+    """Largest x with exp(x) finite in `dtype` (about 88.7 in float32, 709.8 in float64).
+
+    **Arguments:** `dtype` a float dtype. **Returns:** a Python float.
+    """
     return math.log(float(jnp.finfo(dtype).max))
 
 

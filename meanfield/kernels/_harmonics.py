@@ -89,6 +89,10 @@ def spectral_order(beta: float, d: int, tol: float) -> int:
     tol is relative to e^beta (the largest value of the kernel) and applies to the kernel
     sum f and to grad_S f / beta, i.e. to the USA velocity and the energy per unit mass.
     Raises if the order would exceed MAX_CIRCLE_ORDER / MAX_SPHERE_DEGREE.
+
+    **Arguments:** `beta` (concrete, > 0), `d` (2: the circle, 3: S^2), `tol` (> 0).
+
+    **Returns:** the order (int).
     """
     beta, tol = float(beta), float(tol)
     if not tol > 0:
@@ -105,7 +109,10 @@ def spectral_order(beta: float, d: int, tol: float) -> int:
 
 
 def error_bound(beta: float, d: int, order: int) -> float:
-    """The truncation bound (relative to e^beta) at a given order; see the module docstring."""
+    """The truncation bound (relative to e^beta) at a given order; see the module docstring.
+
+    **Arguments:** `beta`, `d` (2 or 3), `order` (K or L). **Returns:** the bound (float).
+    """
     n_terms = max(order + 1, _tail_length(beta))
     tails = (_circle_tails if d == 2 else _sphere_tails)(beta, n_terms)
     return float(max(tails[0][order], tails[1][order]))

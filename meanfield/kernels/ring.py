@@ -34,7 +34,12 @@ PARTICLES = "particles"
 
 
 def default_mesh(axis_name: str = PARTICLES, devices=None) -> Mesh:
-    """A 1-d `Mesh` over `devices` (default: all devices of all processes, `jax.devices()`)."""
+    """A 1-d `Mesh` over `devices` (default: all devices of all processes, `jax.devices()`).
+
+    **Arguments:** `axis_name` (default "particles"), `devices` (a list of jax devices).
+
+    **Returns:** a `jax.sharding.Mesh` with the one axis `axis_name`.
+    """
     devices = jax.devices() if devices is None else list(devices)
     return Mesh(np.asarray(devices), (axis_name,))
 

@@ -61,7 +61,10 @@ BACKENDS = ("cpu", "gpu", "tpu")
 
 
 def centred_beta_threshold(dtype) -> float:
-    """beta above which e^{-beta}-sized forces fall below the dtype's round-off floor."""
+    """beta above which e^{-beta}-sized forces fall below the dtype's round-off floor.
+
+    **Arguments:** `dtype` a float dtype. **Returns:** -log(eps) (36.04 in float64).
+    """
     return -math.log(float(jnp.finfo(dtype).eps))
 
 
@@ -136,7 +139,13 @@ def select_kernel(
 
 
 def kernel_from(kernel) -> AbstractKernel | str:
-    """A kernel instance from an instance, a REGISTRY name, or "auto" (kept as "auto")."""
+    """A kernel instance from an instance, a REGISTRY name, or "auto" (kept as "auto").
+
+    **Arguments:** `kernel`: an `AbstractKernel`, a key of `REGISTRY` or "auto".
+
+    **Returns:** the instance (a name gives its class with default fields), or "auto".
+    Raises `KernelError` listing the registry for anything else.
+    """
     if isinstance(kernel, AbstractKernel) or kernel == "auto":
         return kernel
     if isinstance(kernel, str) and kernel in REGISTRY:
@@ -149,7 +158,14 @@ def kernel_from(kernel) -> AbstractKernel | str:
 def resolve_kernel(kernel, n: int, d: int, *, dtype, beta=None, batch: int = 1, **select_kw):
     """The concrete, checked kernel an entry point runs: "auto" goes to `select_kernel`,
     a name to its REGISTRY class, and the instance is `prepare`d (checked, with any
-    beta- or size-dependent choice fixed). Call it once, outside jit."""
+    beta- or size-dependent choice fixed). Call it once, outside jit.
+
+    **Arguments:** `kernel` (instance, name or "auto"); `n`, `d` the problem; `dtype`;
+    `beta` (concrete, if known); `batch` (systems run at once); further `select_kernel`
+    keywords (`nk`, `e`, `self_interaction`, `spectral_tol`, `backend`).
+
+    **Returns:** an `AbstractKernel` ready to run.
+    """
     kernel = kernel_from(kernel)
     if kernel == "auto":
         kernel = select_kernel(n, d, dtype=dtype, beta=beta, batch=batch, **select_kw)

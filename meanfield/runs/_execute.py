@@ -81,9 +81,18 @@ def execute(
     the chosen device and precision, and save the run into `out` atomically. Every check
     comes before anything is compiled. Returns the loaded `Run`.
 
-    `checkpoint_every` (simulate): save the state every this many steps into
-    `checkpoint_dir(out)`, so that `resume_run(out)` can continue a killed run; `resume`
-    is how `resume_run` continues from that checkpoint.
+    **Arguments:**
+
+    - `command`: a key of `workflows.WORKFLOWS` ("simulate", "sweep", "critical",
+      "temperature", "transformer", "demo").
+    - `config`: option values (defaults for the rest; `ConfigError` names a bad one).
+    - `out`: the run folder; `quiet`: no progress output; `checked`: `config` is already
+      resolved; `overwrite`: replace an existing run folder as a whole.
+    - `checkpoint_every` (simulate): save the state every this many steps into
+      `checkpoint_dir(out)`, so that `resume_run(out)` can continue a killed run;
+      `resume`: how `resume_run` continues from that checkpoint.
+
+    **Returns:** the saved `Run`, loaded back.
     """
 
     cfg = config if checked else resolve_config(command, config)
@@ -125,7 +134,10 @@ def execute(
 def resume_info(out) -> dict:
     """What `resume_run(out)` would continue: the command, config, `checkpoint_every`,
     `overwrite`, and `step` of `steps` done; `complete` if `out` already holds the
-    finished run. A folder with nothing to resume raises a `ValueError` (one line)."""
+    finished run. A folder with nothing to resume raises a `ValueError` (one line).
+
+    **Arguments:** `out` the run folder. **Returns:** a dict of the fields above.
+    """
     out = Path(out)
     ck_dir = checkpoint_dir(out)
     record_path = ck_dir / RESUME_RECORD

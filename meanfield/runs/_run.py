@@ -156,7 +156,12 @@ def compare_runs(a, b) -> list[str]:
     """Differences between the arrays of two run folders (recursively); [] if identical.
 
     Every arrays.npz of either folder is compared array by array (names, dtypes, shapes
-    and bits; NaNs equal): one line per difference, naming the file and the array."""
+    and bits; NaNs equal).
+
+    **Arguments:** `a`, `b` run folders.
+
+    **Returns:** a list of strings, one per difference, naming the file and the array.
+    """
     a, b = Path(a), Path(b)
     problems = []
     files_a = {p.relative_to(a) for p in a.rglob("arrays.npz")}
