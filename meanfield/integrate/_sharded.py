@@ -59,7 +59,8 @@ from ..kernels import (  # noqa: F401  (combine_stats, default_mesh: re-exported
     kernel_from,
     resolve_kernel,
 )
-from ..kernels.ring import mesh_axis, pad_to
+from ..kernels._base import pad_rows
+from ..kernels.ring import mesh_axis
 from ._ensemble import prepare_ensemble
 from ._results import Trajectory
 from ._single import check_run, field_of, integrate_scan, with_beta
@@ -69,14 +70,12 @@ BATCH = "batch"
 
 
 # --------------------------------------------------------------------------- meshes
-_axis = mesh_axis
-_pad_to = pad_to
 
 
 def _pad_points(X: Float[Array, "n d"], multiple: int) -> Float[Array, "N d"]:
     """Pad X with copies of e_1 (valid unit vectors: no NaN when retracted)."""
     e1 = jnp.zeros(X.shape[1:], X.dtype).at[0].set(1.0)
-    return _pad_to(X, multiple, e1)
+    return pad_rows(X, multiple, e1)
 
 
 # --------------------------------------------------------------------------- (b) ring
@@ -95,7 +94,7 @@ def _shard_inputs(X, m, mesh: Mesh, axis: str):
     """Pad (X, m) to a multiple of the axis size (zero mass at e_1) and place them sharded."""
     size = mesh.shape[axis]
     Xp = _pad_points(X, size)
-    mp = _pad_to(m, size, 0.0)
+    mp = pad_rows(m, size, 0.0)
     sharding = NamedSharding(mesh, P(axis))
     return jax.device_put(Xp, sharding), jax.device_put(mp, sharding)
 
@@ -129,7 +128,7 @@ def sharded_velocity(
     X, m = model.check_inputs(X, m)
     model.check_representable(X.dtype)
     mesh = default_mesh() if mesh is None else mesh
-    axis = _axis(mesh, axis_name)
+    axis = mesh_axis(mesh, axis_name)
     Xp, mp = _shard_inputs(X, m, mesh, axis)
     model = _ring_model(model, *X.shape, X.dtype, axis, mesh.shape[axis])
     return _sharded_velocity(model, Xp, mp, mesh, axis)[: X.shape[0]]
@@ -182,7 +181,7 @@ def integrate_sharded(
     """
     X0, m, steps, save_every = check_run(model, X0, m, dt, steps, save_every, method)
     mesh = default_mesh() if mesh is None else mesh
-    axis = _axis(mesh, axis_name)
+    axis = mesh_axis(mesh, axis_name)
     Xp, mp = _shard_inputs(X0, m, mesh, axis)
     model = _ring_model(model, *X0.shape, X0.dtype, axis, mesh.shape[axis])
     dt = jnp.asarray(dt, X0.dtype)
@@ -253,14 +252,14 @@ def shard_ensemble(
     squeeze = betas is None
     betas = jnp.reshape(model.beta, (1,)) if squeeze else betas
     mesh = default_mesh(BATCH) if mesh is None else mesh
-    axis = _axis(mesh, axis_name)
+    axis = mesh_axis(mesh, axis_name)
     size = mesh.shape[axis]
     nb = betas.shape[0]
     flat_b = jnp.repeat(betas, seeds)
     flat_X = jnp.tile(X0s, (nb, 1, 1, 1)).reshape((nb * seeds,) + X0s.shape[1:])
     total = flat_b.shape[0]
-    flat_b = _pad_to(flat_b, size, flat_b[0])
-    flat_X = _pad_to(flat_X, size, flat_X[0])
+    flat_b = pad_rows(flat_b, size, flat_b[0])
+    flat_X = pad_rows(flat_X, size, flat_X[0])
     runner = _ensemble_runner(mesh, axis, steps, save_every, method)
     traj = runner(model, flat_X, flat_b, m, dt)
     ts, xs = traj.ts[:total], traj.xs[:total]

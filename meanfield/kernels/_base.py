@@ -190,12 +190,13 @@ def dot_nn(a, b, precision: str, acc_dtype):
 
 
 def pad_rows(x, multiple: int, value=0.0):
-    """Pad the leading axis of x up to a multiple of `multiple` with `value`."""
+    """Pad the leading axis of x up to a multiple of `multiple` with `value` (a scalar, or a
+    row of x's trailing shape, e.g. a unit vector so padded points stay on the sphere)."""
     pad = (-x.shape[0]) % multiple
     if pad == 0:
         return x
-    widths = [(0, pad)] + [(0, 0)] * (x.ndim - 1)
-    return jnp.pad(x, widths, constant_values=value)
+    fill = jnp.broadcast_to(jnp.asarray(value, x.dtype), (pad,) + x.shape[1:])
+    return jnp.concatenate([x, fill], axis=0)
 
 
 def combine_stats(

@@ -27,7 +27,7 @@ from jax import lax
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
-from ._base import AbstractKernel, KernelError, Stats, combine_stats, empty_stats
+from ._base import AbstractKernel, KernelError, Stats, combine_stats, empty_stats, pad_rows
 from .tiled import Tiled
 
 PARTICLES = "particles"
@@ -55,15 +55,6 @@ def mesh_axis(mesh: Mesh, axis_name: str | None) -> str:
     if axis_name not in mesh.axis_names:
         raise ValueError(f"`axis_name`={axis_name!r} is not an axis of the mesh {mesh.axis_names}.")
     return axis_name
-
-
-def pad_to(x, multiple: int, value):
-    """Pad the leading axis of x up to a multiple of `multiple` with the constant `value`."""
-    pad = (-x.shape[0]) % multiple
-    if pad == 0:
-        return x
-    fill = jnp.broadcast_to(jnp.asarray(value, x.dtype), (pad,) + x.shape[1:])
-    return jnp.concatenate([x, fill], axis=0)
 
 
 class Ring(AbstractKernel):
@@ -138,9 +129,9 @@ def _ring_local(inner, q, k, v, beta, log_w, axis_name: str, size: int) -> Stats
 @functools.partial(jax.jit, static_argnums=(0, 6, 7))
 def _ring_global(inner, Q, K, V, beta, log_w, mesh: Mesh, axis: str) -> Stats:
     size = mesh.shape[axis]
-    Qp = pad_to(Q, size, 0.0)
-    Kp, Vp = pad_to(K, size, 0.0), pad_to(V, size, 0.0)
-    Wp = pad_to(log_w, size, -jnp.inf)
+    Qp = pad_rows(Q, size, 0.0)
+    Kp, Vp = pad_rows(K, size, 0.0), pad_rows(V, size, 0.0)
+    Wp = pad_rows(log_w, size, -jnp.inf)
     spec = P(axis)
     fn = jax.shard_map(
         functools.partial(_ring_local, inner, axis_name=axis, size=size),
