@@ -21,6 +21,10 @@ def tangent_basis(x: Float[Array, " d"]) -> Float[Array, "d d-1"]:
 
     Columns 2..d of the Householder reflection H = I - 2 w w^T / |w|^2,
     w = x + sign(x_1) e_1, which maps e_1 to -sign(x_1) x; smooth away from x_1 = 0 sign flips.
+
+    **Arguments:** `x` (d,) a unit vector.
+
+    **Returns:** (d, d-1) orthonormal columns spanning x^perp.
     """
     d = x.shape[0]
     sgn = jnp.where(x[0] >= 0, 1.0, -1.0).astype(x.dtype)
@@ -50,6 +54,11 @@ def splitting_hessian(model, X: Float[Array, "k d"], m=None) -> Float[Array, "k 
 
     Entry i is E_i^T grad^2 phi_mu(x_i) E_i - <x_i, grad phi_mu(x_i)> I_{d-1}, with E_i =
     `tangent_basis(x_i)`. Splitting atom i along xi changes F by (m_i/2) eps^2 xi^T H_i xi.
+
+    **Arguments:** `model` (a `MeanField` with an energy); `X` (k, d) atoms; `m` (k,)
+    masses (default uniform).
+
+    **Returns:** (k, d-1, d-1), one symmetric matrix per atom.
     """
     X, m = _inputs(model, X, m)
     return _splitting_hessians(model, X, m) * jnp.exp(_log_model_factor(model, X.dtype))
@@ -82,6 +91,11 @@ def transport_hessian(
     model units. Block (i, j): E_i^T (d^2 f / dx_i dx_j) E_j - delta_ij <x_i, df/dx_i> I.
     weighted=True (default) returns H_w = M^{-1/2} H M^{-1/2}, the Hessian in the
     mass-weighted metric sum m_i |xi_i|^2 (all masses must be > 0).
+
+    **Arguments:** `model` (a `MeanField` with an energy); `X` (k, d) atoms; `m` (k,)
+    masses; `weighted`: the mass-weighted form H_w (default) or H.
+
+    **Returns:** (k(d-1), k(d-1)) symmetric matrix.
     """
     X, m = _inputs(model, X, m)
     if weighted and not bool(np.all(np.asarray(m) > 0)):
@@ -105,6 +119,10 @@ def rotation_modes(X: Float[Array, "k d"], m: Float[Array, " k"]) -> Float[Array
 
     Columns span {(sqrt(m_i) E_i^T A x_i)_i : A skew}; r = their rank (<= d(d-1)/2).
     Computed eagerly in NumPy (float64).
+
+    **Arguments:** `X` (k, d) atoms; `m` (k,) masses (> 0).
+
+    **Returns:** (k(d-1), r) orthonormal columns.
     """
     Xh, mh = np.asarray(X, np.float64), np.asarray(m, np.float64)
     k, d = Xh.shape

@@ -35,6 +35,11 @@ def mass_bound(beta, perceptron=None, *, shift_kernel: bool = False) -> float:
     It decreases to 16 / (16 + 3 e^{11/8}) ~ 0.5742 as beta -> inf. The statement is for
     the kernel exp(beta <x, y>); with shift_kernel=True (kernel exp(beta (<x, y> - 1))) the
     perceptron is e^{beta} times stronger relative to the interaction, so C e^{-beta} -> C.
+
+    **Arguments:** `beta` > 0; `perceptron` (a `Perceptron`, or None: C = 0);
+    `shift_kernel`: the kernel convention of the model.
+
+    **Returns:** the bound (a Python float, in (0, 1] when it is informative).
     """
     check_positive_scalar(beta, "beta")
     beta = float(beta)
@@ -59,6 +64,10 @@ def concavity_angle(beta):
     K is concave exactly for |theta| < theta_c. theta_c -> pi/2 as beta -> 0 and
     ~ 1/sqrt(beta) as beta -> inf. Works on arrays; computed as
     arccos(2 beta / (sqrt(1 + 4 beta^2) + 1)) to avoid cancellation at small beta.
+
+    **Arguments:** `beta` > 0 (scalar or array).
+
+    **Returns:** theta_c (radians), of beta's shape.
     """
     beta = jnp.asarray(beta, dtype=jnp.result_type(float))
     return jnp.arccos(2 * beta / (jnp.sqrt(1 + 4 * beta**2) + 1))
@@ -81,6 +90,15 @@ def global_maximiser(
     uniform points and +-a_k, then `newton_refine` on the single atom. Without a
     perceptron every Dirac is a maximiser and e_1 is returned (pass `d`).
     For s = -1 the maximiser is not atomic (uniform without perceptron): error.
+
+    **Arguments:**
+
+    - `model`: a `MeanField` with sign = +1 (an energy: attention "usa" or "sa").
+    - `key`: PRNG key of the random starts (default PRNGKey(0)).
+    - `num_starts`, `steps`, `learning_rate`: the multi-start projected Adam on v.
+    - `d`: the dimension when the model has no perceptron.
+
+    **Returns:** a `CriticalPoint` with one atom of mass 1. Raises for s = -1.
     """
     model.require_energy()
     if float(model.sign) != 1.0:

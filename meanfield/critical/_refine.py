@@ -104,6 +104,16 @@ def newton_refine(
     and pseudo-inverted below sqrt(eps) * max |eigenvalue|. Steps are capped at `max_step`
     radians per atom. Stops when the residual (model units) is <= tol (default 0: run
     `max_iter` iterations, keeping the best iterate). Returns a `CriticalPoint`.
+
+    **Arguments:**
+
+    - `model`: a `MeanField` with an energy; `X`: (k, d) atoms; `m`: (k,) masses.
+    - `tol`: target residual (model units; default 0: run `max_iter` iterations).
+    - `max_iter`: iterations; `max_step`: radians per atom per step.
+    - `modulo_rotations`: invert off the rotation modes (default: when there is no
+      perceptron).
+
+    **Returns:** a `CriticalPoint` (the best iterate).
     """
     X, m = _inputs(model, X, m)
     max_iter = check_int(max_iter, "max_iter")
@@ -234,6 +244,18 @@ def find_critical_point(
     and `newton_refine` polishes the locations. With optimize_masses the first-order
     condition also includes phi_mu(x_i) = const on the support (not refined by Newton).
     Returns a `CriticalPoint` (residual in model units).
+
+    **Arguments:**
+
+    - `model`: a `MeanField` with an energy; `X0`: (k, d) starting atoms; `m`: (k,) masses
+      (default uniform).
+    - `method`: "ascent", "adam", "lbfgs" or "saddle" (above); `steps`, `learning_rate`.
+    - `optimize_masses`: also optimise the masses (on the simplex).
+    - `refine`: drop atoms with mass <= `mass_floor`, renormalise, then `newton_refine`
+      with `newton_iter` iterations.
+
+    **Returns:** a `CriticalPoint` (`X`, `m`, `residual` in model units, `iterations`,
+    `converged`).
     """
     X0, m = _inputs(model, X0, m)
     if method not in METHODS:

@@ -79,6 +79,15 @@ def stability_report(
     rtol default 10 sqrt(eps) (1.5e-7 in float64, 3.5e-3 in float32).
     A flow that stopped at max speed 1e-4 is usually not stationary at this default; run
     `newton_refine` first or pass grad_tol.
+
+    **Arguments:**
+
+    - `model`: a `MeanField` with an energy; `X`: (k, d) atoms; `m`: (k,) masses.
+    - `rtol`, `grad_tol`: the tolerances above (None: the defaults).
+    - `modulo_rotations`: judge H_w off the rotation orbit (default: no perceptron).
+
+    **Returns:** a `StabilityReport` (residual, the splitting and transport spectra, the
+    verdicts `stationary`, `stable`, `strictly_stable`).
     """
     X, m = _inputs(model, X, m)
     X, m = _positive(X, m)
@@ -129,10 +138,19 @@ def is_stable(model, X, m=None, **kwargs) -> bool:
     """True when (X, m) is a stationary, splitting- and transport-stable critical point.
 
     See `stability_report` for the tolerances (keyword arguments are passed through).
+
+    **Arguments:** `model`, `X` (k, d), `m` (k,); keywords of `stability_report`.
+
+    **Returns:** a Python bool.
     """
     return stability_report(model, X, m, **kwargs).stable
 
 
 def is_strictly_stable(model, X, m=None, **kwargs) -> bool:
-    """True when both Hessians are negative definite (modulo rotations without perceptron)."""
+    """True when both Hessians are negative definite (modulo rotations without perceptron).
+
+    **Arguments:** `model`, `X` (k, d), `m` (k,); keywords of `stability_report`.
+
+    **Returns:** a Python bool.
+    """
     return stability_report(model, X, m, **kwargs).strictly_stable

@@ -95,6 +95,11 @@ def stationarity_residual(model, X: Float[Array, "n d"], m=None, *, field: str =
     for attention="sa" (whose critical points coincide with USA's without a perceptron).
     field="model": the model's own velocity (SA, or the general non-gradient system).
     Returns a scalar array.
+
+    **Arguments:** `model` (a `MeanField`); `X` (n, d) points or atoms; `m` (n,) masses
+    (default uniform); `field`: "energy" or "model".
+
+    **Returns:** a scalar array (model units).
     """
     if field == "model":
         X, m = model.check_inputs(X, m)

@@ -72,6 +72,11 @@ def authors_draw(seed: int = 777, d: int = 2, k: int | None = None):
 
     a = normal((k, d)) with unit rows, then s = normal((k, 1)) (their `sample_mlp_params`,
     weight_scale_mode "std", scale 1, gradient_MLP true); k defaults to d as theirs.
+
+    **Arguments:** `seed` of numpy's default_rng; `d` the dimension; `k` neurons (default d).
+
+    **Returns:** `(a, s)`: NumPy arrays (k, d) and (k,); pass them to
+    `perceptron_from_authors(a, s=s)`.
     """
     rng = np.random.default_rng(seed)
     k = d if k is None else int(k)

@@ -30,6 +30,12 @@ FAMILIES: dict[str, dict[str, float]] = {
 
 
 def family_params(family: str, params: dict) -> dict:
+    """A score family's parameters: its defaults (`FAMILIES`) overridden by `params`.
+
+    **Arguments:** `family`: a key of `FAMILIES`; `params`: overrides of its defaults.
+
+    **Returns:** the full parameter dict (ValueError naming an unknown family or key).
+    """
     if family not in FAMILIES:
         raise ValueError(f"`family` must be one of {sorted(FAMILIES)}; got {family!r}.")
     unknown = set(params) - set(FAMILIES[family])
@@ -77,6 +83,11 @@ def endpoint_law_constant(alpha: float, samples: int = 16384, terms: int = 2048)
     variable. Returns its median, by Monte Carlo with a fixed seed (deterministic; cached).
     Examples: alpha = 1/2 (d = 2 cosines) ~ 0.136, alpha = 1 (uniform scores, d = 3) ~ 0.515.
     For alpha -> inf it grows like alpha (the exponential-tail case, whose median is ~1.00).
+
+    **Arguments:** `alpha` > 0 the endpoint exponent; `samples`, `terms`: the Monte Carlo
+    size and the series length.
+
+    **Returns:** the constant (a Python float; cached).
     """
     rng = np.random.default_rng(20260512)
     out = []
@@ -111,6 +122,11 @@ def predicted_critical_beta(family: str, n: ArrayLike, **params) -> Float[Array,
 
     The laws are asymptotic: at finite n, measured/predicted ratios approach 1 slowly (in
     log n for the Gumbel-domain families), never exactly.
+
+    **Arguments:** `family`: a key of `FAMILIES`; `n`: row length(s) >= 2 (scalar or
+    array); `params`: the family's parameters (defaults from `FAMILIES`).
+
+    **Returns:** the law's beta*_n, of n's shape.
     """
     prm = family_params(family, params)
     if not hasattr(n, "shape"):
@@ -171,6 +187,11 @@ def sample_scores(
     Tail-generated samples use uniforms with twice the mantissa bits (U1 + eps U2), so float32
     rows of n = 2^22 have no spurious ties at the top from the 2^-23 lattice of
     `jax.random.uniform` (which `jax.random.normal` and `exponential` inherit).
+
+    **Arguments:** `family` a key of `FAMILIES`; `key` a PRNG key; `n` the row length;
+    `rows` (None: one row); `dtype`; `params`: the family's parameters.
+
+    **Returns:** (n,) or (rows, n) scores.
     """
     prm = family_params(family, params)
     if int(n) != n or int(n) < 1:

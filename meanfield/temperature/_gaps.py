@@ -41,6 +41,15 @@ def sorted_gaps(scores: ArrayLike, where=None) -> Float[Array, "... n-1"]:
     are 0. With masked keys (`where` False or score -inf; m live keys) the first m - 1
     entries are the gaps of the live keys and the remaining n - m are +inf ("absent"); a
     row with no live key is NaN.
+
+    **Arguments:**
+
+    - `scores`: (..., n) rows, n >= 2 (live scores finite; -inf or `where` False marks a
+      masked key).
+    - `where`: optional boolean mask broadcastable to `scores`.
+
+    **Returns:** (..., n - 1) gaps Delta_(1) <= ... of the non-maximal live scores (+inf at
+    masked places).
     """
     s = check_scores(scores, min_n=2, where=where)
     return _live_rows(_sorted_gaps_core(s), s, 1, extra_axes=1)
@@ -64,6 +73,15 @@ def gap_counts(scores: ArrayLike, t: ArrayLike, where=None) -> Int[Array, "..."]
     Ties at the maximum count as gaps 0 (only one argmax is excluded). O(n log n + T log n).
     Masked keys (`where` False, or score -inf) are not counted: N is that of the shorter row
     of the m live keys (so N = 0 for a row with m <= 1 live keys, which has no competitor).
+
+    **Arguments:**
+
+    - `scores`: (..., n) rows, n >= 2 (live scores finite; -inf or `where` False marks a
+      masked key).
+    - `t`: a threshold (scalar) or a 1-D grid of thresholds.
+    - `where`: optional boolean mask broadcastable to `scores`.
+
+    **Returns:** (...,) or (..., T) integer counts.
     """
     s = check_scores(scores, min_n=2, where=where)
     if not hasattr(t, "shape"):
@@ -96,6 +114,15 @@ def soft_gap_counts(
     Tends to N_n(t) as temperature -> 0 (away from the jump points t = Delta_j); smooth in
     scores, t and temperature. `t` scalar or 1-D grid, as in `gap_counts`. Masked keys
     (`where` False, or -inf) contribute nothing (0 for a row with m <= 1 live keys).
+
+    **Arguments:**
+
+    - `scores`: (..., n) rows, n >= 2 (live scores finite; -inf or `where` False marks a
+      masked key).
+    - `t`: a threshold or a 1-D grid; `temperature` > 0 of the sigmoid smoothing.
+    - `where`: optional boolean mask broadcastable to `scores`.
+
+    **Returns:** (...,) or (..., T) smooth counts (differentiable in the scores).
     """
     s = check_scores(scores, min_n=2, where=where)
     tt = jnp.asarray(t, s.dtype)
@@ -140,6 +167,15 @@ def critical_beta(scores: ArrayLike, where=None, *, ties: str = "inf") -> Float[
     shorter: a row of m live keys gives beta*_m = max_{k <= m-1} log k / Delta_(k), with
     zero gradient on the masked keys. Rows with m < 2 live keys give NaN (documented
     choice: no competitor, no critical scale). NaN and +inf at live keys raise.
+
+    **Arguments:**
+
+    - `scores`: (..., n) rows, n >= 2 (live scores finite; -inf or `where` False marks a
+      masked key).
+    - `where`: optional boolean mask broadcastable to `scores`.
+    - `ties`: "inf" (a tie at the top makes beta* infinite) or "ignore" (zero gaps skipped).
+
+    **Returns:** (...,) beta*_n per row.
     """
     check_ties(ties)
     s = check_scores(scores, min_n=2, where=where)
@@ -169,6 +205,16 @@ def soft_critical_beta(
 
     `where` masks keys as in `critical_beta` (the sum runs over k <= m - 1 for m live
     keys; rows with m < 2 give NaN).
+
+    **Arguments:**
+
+    - `scores`: (..., n) rows, n >= 2 (live scores finite; -inf or `where` False marks a
+      masked key).
+    - `temperature` > 0 of the soft maximum over k.
+    - `where`: optional boolean mask broadcastable to `scores`; `ties` as in `critical_beta`.
+
+    **Returns:** (...,) the smoothed beta*_n per row, in
+    [beta*_n, beta*_n + temperature log(n - 1)].
     """
     check_ties(ties)
     s = check_scores(scores, min_n=2, where=where)

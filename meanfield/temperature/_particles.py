@@ -39,6 +39,11 @@ def score_rows(X: ArrayLike, beta: ArrayLike = 1.0, *, include_self: bool = Fals
     the maximum and would hide the competition between the other keys, whose critical scale
     follows the n^(2/(d-1)) law), or (n, n) with ``include_self=True``. Dense: O(n^2) memory;
     use `critical_beta_of_particles` for large n.
+
+    **Arguments:** `X` (n, d) particles; `beta` (scalar); `include_self`: keep the
+    diagonal <x_i, x_i> = 1 (default: drop it, rows of length n - 1).
+
+    **Returns:** (n, n) or (n, n - 1) score rows beta <x_i, x_j>.
     """
     X = check_particles(X)
     b = check_nonneg(beta, X.dtype, "beta")
@@ -71,6 +76,11 @@ def critical_beta_of_particles(
     Processed in blocks of `block` queries (memory O(block n)); self-scores excluded by
     default (see `score_rows`), so each query sees n - 1 keys. For X uniform on S^{d-1} the
     median over queries follows ``predicted_critical_beta("sphere_cosine", n - 1, d=d)``.
+
+    **Arguments:** `X` (n, d) particles; `include_self` as in `score_rows`; `block`:
+    rows per pass (memory block * n); `ties` as in `critical_beta`.
+
+    **Returns:** (n,) beta*_n of every query row.
     """
     check_ties(ties)
     X = check_particles(X)

@@ -135,6 +135,15 @@ def beta_at_pmax(scores: ArrayLike, level: ArrayLike = 0.5, where=None) -> Float
 
     `where` masks keys as in `critical_beta` (n becomes the number m of live keys); rows
     with m < 2 live keys give NaN.
+
+    **Arguments:**
+
+    - `scores`: (..., n) rows, n >= 2 (live scores finite; -inf or `where` False marks a
+      masked key).
+    - `level` in (0, 1): the p_max to reach (scalar or one per row).
+    - `where`: optional boolean mask broadcastable to `scores`.
+
+    **Returns:** (...,) the root beta per row (differentiable in the scores).
     """
     s = check_scores(scores, min_n=2, where=where)
     lv = check_open_unit(level, s.dtype, "level")
@@ -147,6 +156,14 @@ def beta_at_pmax_half(scores: ArrayLike, where=None) -> Float[Array, "..."]:
 
     For the planted simplex (one score 1, n - 1 scores rho) this is log(n - 1)/(1 - rho).
     `where` as in `beta_at_pmax`.
+
+    **Arguments:**
+
+    - `scores`: (..., n) rows, n >= 2 (live scores finite; -inf or `where` False marks a
+      masked key).
+    - `where`: optional boolean mask broadcastable to `scores`.
+
+    **Returns:** (...,) the root beta per row.
     """
     return beta_at_pmax(scores, 0.5, where=where)
 
@@ -163,6 +180,15 @@ def beta_at_entropy_fraction(
 
     `where` masks keys as in `critical_beta`: n is then the number m of live keys of the
     row (H = theta log m); rows with m < 2 give NaN.
+
+    **Arguments:**
+
+    - `scores`: (..., n) rows, n >= 2 (live scores finite; -inf or `where` False marks a
+      masked key).
+    - `theta` in (0, 1): the entropy fraction (scalar or one per row).
+    - `where`: optional boolean mask broadcastable to `scores`.
+
+    **Returns:** (...,) the root beta per row (differentiable in the scores).
     """
     s = check_scores(scores, min_n=2, where=where)
     th = check_open_unit(theta, s.dtype, "theta")

@@ -85,6 +85,15 @@ def softmax_probs(scores: ArrayLike, beta: ArrayLike = 1.0, where=None) -> Float
     Stable for beta up to 1e4 and scores up to 1e3 in float32 (no exp of a positive number).
     Masked keys (`where` False, or score -inf) get probability exactly 0; a row with no
     live key is NaN.
+
+    **Arguments:**
+
+    - `scores`: (..., n) rows (live scores finite; -inf or `where` False marks a masked
+      key).
+    - `beta` >= 0: scalar, or broadcast against the rows (traced: no recompilation).
+    - `where`: optional boolean mask broadcastable to `scores`.
+
+    **Returns:** (..., n) probabilities (0 at masked keys).
     """
     s, b = _prepare(scores, beta, where=where)
     return _live_rows(_probs(s, b), s, 1, extra_axes=1)
@@ -100,7 +109,17 @@ def _probs(s, b):
 
 
 def log_partition(scores: ArrayLike, beta: ArrayLike = 1.0, where=None) -> Float[Array, "..."]:
-    """log sum_j exp(beta s_j) = beta max(s) + log Z over the live keys, shape (...)."""
+    """log sum_j exp(beta s_j) = beta max(s) + log Z over the live keys, shape (...).
+
+    **Arguments:**
+
+    - `scores`: (..., n) rows (live scores finite; -inf or `where` False marks a masked
+      key).
+    - `beta` >= 0: scalar, or broadcast against the rows (traced: no recompilation).
+    - `where`: optional boolean mask broadcastable to `scores`.
+
+    **Returns:** (...,) log Z(beta) per row (NaN on rows with too few live keys).
+    """
     s, b = _prepare(scores, beta, where=where)
     log_z = _one_beta_stats(s, b)[0]
     top = jnp.max(jnp.where(s > -jnp.inf, s, 0.0), axis=-1, initial=-jnp.inf, where=s > -jnp.inf)
@@ -118,6 +137,15 @@ def softmax_entropy(scores: ArrayLike, beta: ArrayLike = 1.0, where=None) -> Flo
     and keys whose score is -inf, are left out exactly as if the row were shorter (values
     and gradients; masked keys get a zero gradient). A row with one live key has H = 0; a
     row with none gives NaN.
+
+    **Arguments:**
+
+    - `scores`: (..., n) rows (live scores finite; -inf or `where` False marks a masked
+      key).
+    - `beta` >= 0: scalar, or broadcast against the rows (traced: no recompilation).
+    - `where`: optional boolean mask broadcastable to `scores`.
+
+    **Returns:** (...,) the entropy H(beta) per row (NaN on rows with too few live keys).
     """
     s, b = _prepare(scores, beta, where=where)
     log_z, mean = _one_beta_stats(s, b)[:2]
@@ -125,7 +153,17 @@ def softmax_entropy(scores: ArrayLike, beta: ArrayLike = 1.0, where=None) -> Flo
 
 
 def entropy_derivative(scores: ArrayLike, beta: ArrayLike = 1.0, where=None) -> Float[Array, "..."]:
-    """dH/dbeta = -beta Var_p(s) in closed form, shape (...,). `where` as in `softmax_entropy`."""
+    """dH/dbeta = -beta Var_p(s) in closed form, shape (...,). `where` as in `softmax_entropy`.
+
+    **Arguments:**
+
+    - `scores`: (..., n) rows (live scores finite; -inf or `where` False marks a masked
+      key).
+    - `beta` >= 0: scalar, or broadcast against the rows (traced: no recompilation).
+    - `where`: optional boolean mask broadcastable to `scores`.
+
+    **Returns:** (...,) dH/dbeta per row (NaN on rows with too few live keys).
+    """
     s, b = _prepare(scores, beta, where=where)
     var = _one_beta_stats(s, b)[2]
     return _live_rows(-b * var, s, 1)
@@ -135,6 +173,15 @@ def p_max(scores: ArrayLike, beta: ArrayLike = 1.0, where=None) -> Float[Array, 
     """Largest softmax weight, p_max = 1 / Z = 1 / sum_j exp(-beta Delta_j), shape (...,).
 
     `where` as in `softmax_entropy`.
+
+    **Arguments:**
+
+    - `scores`: (..., n) rows (live scores finite; -inf or `where` False marks a masked
+      key).
+    - `beta` >= 0: scalar, or broadcast against the rows (traced: no recompilation).
+    - `where`: optional boolean mask broadcastable to `scores`.
+
+    **Returns:** (...,) the largest probability per row (NaN on rows with too few live keys).
     """
     s, b = _prepare(scores, beta, where=where)
     zm1 = _one_beta_stats(s, b)[3]
@@ -142,7 +189,17 @@ def p_max(scores: ArrayLike, beta: ArrayLike = 1.0, where=None) -> Float[Array, 
 
 
 def effective_support(scores: ArrayLike, beta: ArrayLike = 1.0, where=None) -> Float[Array, "..."]:
-    """exp(H): the number of keys the row effectively attends to, in [1, m] (m live keys)."""
+    """exp(H): the number of keys the row effectively attends to, in [1, m] (m live keys).
+
+    **Arguments:**
+
+    - `scores`: (..., n) rows (live scores finite; -inf or `where` False marks a masked
+      key).
+    - `beta` >= 0: scalar, or broadcast against the rows (traced: no recompilation).
+    - `where`: optional boolean mask broadcastable to `scores`.
+
+    **Returns:** (...,) exp(H) per row (NaN on rows with too few live keys).
+    """
     return jnp.exp(softmax_entropy(scores, beta, where=where))
 
 
@@ -150,6 +207,16 @@ def participation(scores: ArrayLike, beta: ArrayLike = 1.0, where=None) -> Float
     """Participation sum_j p_j^2 = (1 + sum_{j != *} exp(-2 beta Delta_j)) / Z^2, in [1/m, 1].
 
     `where` as in `softmax_entropy`.
+
+    **Arguments:**
+
+    - `scores`: (..., n) rows (live scores finite; -inf or `where` False marks a masked
+      key).
+    - `beta` >= 0: scalar, or broadcast against the rows (traced: no recompilation).
+    - `where`: optional boolean mask broadcastable to `scores`.
+
+    **Returns:** (...,) the participation ratio 1 / sum p^2 per row (NaN on rows with too
+    few live keys).
     """
     s, b = _prepare(scores, beta, where=where)
     _, _, _, zm1, e2 = _one_beta_stats(s, b)
@@ -283,6 +350,15 @@ def entropy_curve(scores: ArrayLike, betas: ArrayLike, where=None) -> Float[Arra
 
     `where` (optional, broadcastable to the scores) and -inf scores mask keys exactly as
     in `softmax_entropy`; rows without a live key give NaN.
+
+    **Arguments:**
+
+    - `scores`: (..., n) rows (live scores finite; -inf or `where` False marks a masked
+      key).
+    - `betas`: (B,) a 1-D grid of inverse temperatures >= 0.
+    - `where`: optional boolean mask broadcastable to `scores`.
+
+    **Returns:** (..., B) H at every beta of the grid.
     """
     s = check_scores(scores, where=where)
     b = check_beta_grid(betas, s.dtype)
@@ -293,6 +369,15 @@ def softmax_curves(scores: ArrayLike, betas: ArrayLike, where=None) -> SoftmaxCu
     """Entropy, p_max and participation sum p^2 on a beta grid, each of shape (..., B).
 
     `where` masks keys as in `entropy_curve`.
+
+    **Arguments:**
+
+    - `scores`: (..., n) rows (live scores finite; -inf or `where` False marks a masked
+      key).
+    - `betas`: (B,) a 1-D grid of inverse temperatures >= 0.
+    - `where`: optional boolean mask broadcastable to `scores`.
+
+    **Returns:** a `SoftmaxCurves` of (..., B) arrays (entropy, p_max, participation).
     """
     s = check_scores(scores, where=where)
     b = check_beta_grid(betas, s.dtype)
