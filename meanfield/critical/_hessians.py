@@ -22,9 +22,12 @@ def tangent_basis(x: Float[Array, " d"]) -> Float[Array, "d d-1"]:
     Columns 2..d of the Householder reflection H = I - 2 w w^T / |w|^2,
     w = x + sign(x_1) e_1, which maps e_1 to -sign(x_1) x; smooth away from x_1 = 0 sign flips.
 
-    **Arguments:** `x` (d,) a unit vector.
+    **Arguments:**
 
-    **Returns:** (d, d-1) orthonormal columns spanning x^perp.
+    - `x`: (d,) a unit vector (not checked; the columns are orthonormal and orthogonal to
+        `x` only when |x| = 1). sign(x_1) is taken as +1 at x_1 = 0. Traceable (jit, vmap).
+
+    **Returns:** E_x, a (d, d-1) array with orthonormal columns spanning x^perp.
     """
     d = x.shape[0]
     sgn = jnp.where(x[0] >= 0, 1.0, -1.0).astype(x.dtype)
@@ -55,10 +58,18 @@ def splitting_hessian(model, X: Float[Array, "k d"], m=None) -> Float[Array, "k 
     Entry i is E_i^T grad^2 phi_mu(x_i) E_i - <x_i, grad phi_mu(x_i)> I_{d-1}, with E_i =
     `tangent_basis(x_i)`. Splitting atom i along xi changes F by (m_i/2) eps^2 xi^T H_i xi.
 
-    **Arguments:** `model` (a `MeanField` with an energy); `X` (k, d) atoms; `m` (k,)
-    masses (default uniform).
+    **Arguments:**
 
-    **Returns:** (k, d-1, d-1), one symmetric matrix per atom.
+    - `model`: a `MeanField` with attention "usa" or "sa" (the energy must be defined).
+    - `X`: (k, d) atoms on S^{d-1}.
+    - `m`: (k,) masses, non-negative and summing to 1; None (default) for uniform 1/k.
+        Zero-mass atoms are kept (they carry no energy but still get a Hessian).
+
+    **Returns:** a (k, d-1, d-1) array, H_i = Hess_S phi_mu(x_i) for every atom, in the
+    units of `model.velocity`. Splitting stability: every H_i <= 0.
+
+    **Raises:** `ValueError` if the energy is not defined (attention="general") or if `X`,
+    `m` fail the model's input checks.
     """
     X, m = _inputs(model, X, m)
     return _splitting_hessians(model, X, m) * jnp.exp(_log_model_factor(model, X.dtype))
@@ -92,10 +103,20 @@ def transport_hessian(
     weighted=True (default) returns H_w = M^{-1/2} H M^{-1/2}, the Hessian in the
     mass-weighted metric sum m_i |xi_i|^2 (all masses must be > 0).
 
-    **Arguments:** `model` (a `MeanField` with an energy); `X` (k, d) atoms; `m` (k,)
-    masses; `weighted`: the mass-weighted form H_w (default) or H.
+    **Arguments:**
 
-    **Returns:** (k(d-1), k(d-1)) symmetric matrix.
+    - `model`: a `MeanField` with attention "usa" or "sa" (the energy must be defined).
+    - `X`: (k, d) atoms on S^{d-1}.
+    - `m`: (k,) masses, non-negative and summing to 1; None (default) for uniform 1/k.
+        With `weighted=True` every mass must be > 0 (checked eagerly, so `m` must be
+        concrete).
+    - `weighted`: True (default) for H_w = M^{-1/2} H M^{-1/2}; False for H itself.
+
+    **Returns:** a symmetric (k(d-1), k(d-1)) array (symmetrised as (H + H^T) / 2), index
+    i (d-1) + p for tangent direction p of atom i, in the units of `model.velocity`.
+
+    **Raises:** `ValueError` if the energy is not defined, if `X`, `m` fail the model's
+    input checks, or if `weighted=True` and some m_i = 0 (drop zero-mass atoms first).
     """
     X, m = _inputs(model, X, m)
     if weighted and not bool(np.all(np.asarray(m) > 0)):
@@ -120,9 +141,15 @@ def rotation_modes(X: Float[Array, "k d"], m: Float[Array, " k"]) -> Float[Array
     Columns span {(sqrt(m_i) E_i^T A x_i)_i : A skew}; r = their rank (<= d(d-1)/2).
     Computed eagerly in NumPy (float64).
 
-    **Arguments:** `X` (k, d) atoms; `m` (k,) masses (> 0).
+    **Arguments:**
 
-    **Returns:** (k(d-1), r) orthonormal columns.
+    - `X`: (k, d) atoms on S^{d-1} (concrete; not validated).
+    - `m`: (k,) masses, >= 0 (concrete).
+
+    **Returns:** a (k(d-1), r) array with orthonormal columns, in the dtype of `X`, laid out
+    like the rows of `transport_hessian`. The rank r counts the singular values above
+    1e3 eps max(1, s_max) of the d(d-1)/2 generator images (eps of the dtype of `X`).
+    Without a perceptron H_w vanishes on its span.
     """
     Xh, mh = np.asarray(X, np.float64), np.asarray(m, np.float64)
     k, d = Xh.shape

@@ -32,14 +32,23 @@ def mass_bound(beta, perceptron=None, *, shift_kernel: bool = False) -> float:
         C = 2 sum_k |omega_k| |a_k|^2   (C = 0 without perceptron),
 
     evaluated as (2 e^{-3/2} + C e^{-beta}) / (2 e^{-3/2} + (3/8) e^{-1/8}) (no overflow).
-    It decreases to 16 / (16 + 3 e^{11/8}) ~ 0.5742 as beta -> inf. The statement is for
+    It decreases to 16 / (16 + 3 e^{11/8}) ~ 0.5742 as beta -> inf (for C > 0; without a
+    perceptron it equals that value for every beta). The statement is for
     the kernel exp(beta <x, y>); with shift_kernel=True (kernel exp(beta (<x, y> - 1))) the
     perceptron is e^{beta} times stronger relative to the interaction, so C e^{-beta} -> C.
 
-    **Arguments:** `beta` > 0; `perceptron` (a `Perceptron`, or None: C = 0);
-    `shift_kernel`: the kernel convention of the model.
+    **Arguments:**
 
-    **Returns:** the bound (a Python float, in (0, 1] when it is informative).
+    - `beta`: inverse temperature, a finite scalar > 0 (concrete).
+    - `perceptron`: a `Perceptron` (C = its `lipschitz_constant()`), or None (default,
+        C = 0).
+    - `shift_kernel`: the kernel convention of the model, as in `MeanField` (default
+        False).
+
+    **Returns:** the bound, a Python float (in (0, 1] without a perceptron, ~0.5742; it can
+    exceed 1 with a strong perceptron, in which case it says nothing).
+
+    **Raises:** `ValueError` if `beta` is not a finite scalar > 0.
     """
     check_positive_scalar(beta, "beta")
     beta = float(beta)
@@ -65,9 +74,13 @@ def concavity_angle(beta):
     ~ 1/sqrt(beta) as beta -> inf. Works on arrays; computed as
     arccos(2 beta / (sqrt(1 + 4 beta^2) + 1)) to avoid cancellation at small beta.
 
-    **Arguments:** `beta` > 0 (scalar or array).
+    **Arguments:**
 
-    **Returns:** theta_c (radians), of beta's shape.
+    - `beta`: inverse temperature >= 0, a scalar or an array of any shape (not validated;
+        traceable).
+
+    **Returns:** theta_c in radians, an array of the shape of `beta` in the default float
+    dtype, in (0, pi/2] (pi/2 at beta = 0).
     """
     beta = jnp.asarray(beta, dtype=jnp.result_type(float))
     return jnp.arccos(2 * beta / (jnp.sqrt(1 + 4 * beta**2) + 1))
@@ -93,12 +106,23 @@ def global_maximiser(
 
     **Arguments:**
 
-    - `model`: a `MeanField` with sign = +1 (an energy: attention "usa" or "sa").
-    - `key`: PRNG key of the random starts (default PRNGKey(0)).
-    - `num_starts`, `steps`, `learning_rate`: the multi-start projected Adam on v.
-    - `d`: the dimension when the model has no perceptron.
+    - `model`: a `MeanField` with sign s = +1 and attention "usa" or "sa".
+    - `key`: PRNG key for the random starts (and their 1e-3 jitter); None (default) for
+        `jax.random.PRNGKey(0)`.
+    - `num_starts`: number of uniform random starts, besides the 2 K points +-a_k
+        (default 128).
+    - `steps`: Adam steps on v, an integer >= 1 (default 300).
+    - `learning_rate`: Adam step size (default 0.05).
+    - `d`: the dimension, an integer >= 2; required without a perceptron, ignored with one
+        (the perceptron's dimension is used).
 
-    **Returns:** a `CriticalPoint` with one atom of mass 1. Raises for s = -1.
+    **Returns:** a `CriticalPoint` with one atom, `X` (1, d) and `m` = [1]: the result of
+    `newton_refine(model, X, m, max_iter=20)` from the best start; without a perceptron
+    X = e_1, `iterations` = 0 and `converged` = True.
+
+    **Raises:** `ValueError` if the energy is not defined (attention="general"), if the
+    sign is not +1, if there is no perceptron and `d` is missing or < 2, or if `steps` is
+    not an integer >= 1.
     """
     model.require_energy()
     if float(model.sign) != 1.0:

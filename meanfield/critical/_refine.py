@@ -32,7 +32,21 @@ from ._units import (
 
 class CriticalPoint(eqx.Module):
     """A critical point candidate: atoms `X` (k, d), masses `m` (k,), `residual` (model
-    units), `iterations` of the last stage, and `converged` (residual <= the target)."""
+    units), `iterations` of the last stage, and `converged` (residual <= the target).
+
+    Returned by `newton_refine`, `find_critical_point` and `global_maximiser`.
+
+    **Fields:**
+
+    - `X`: (k, d) atoms on S^{d-1}.
+    - `m`: (k,) masses (summing to 1).
+    - `residual`: scalar array, max_{i: m_i > 0} |grad_S phi_mu(x_i)| in the units of
+        `model.velocity` (as `stationarity_residual`).
+    - `iterations`: scalar integer array, the number of iterations of the last stage
+        (Newton steps, or optimiser steps when nothing was refined).
+    - `converged`: scalar bool array, residual <= the stage's target (see `newton_refine`);
+        always False from `find_critical_point(..., refine=False)`, which has no target.
+    """
 
     X: Float[Array, "k d"]
     m: Float[Array, " k"]
@@ -103,17 +117,28 @@ def newton_refine(
     on the complement of the rotation modes when modulo_rotations (default: no perceptron)
     and pseudo-inverted below sqrt(eps) * max |eigenvalue|. Steps are capped at `max_step`
     radians per atom. Stops when the residual (model units) is <= tol (default 0: run
-    `max_iter` iterations, keeping the best iterate). Returns a `CriticalPoint`.
+    `max_iter` iterations, keeping the best iterate).
 
     **Arguments:**
 
-    - `model`: a `MeanField` with an energy; `X`: (k, d) atoms; `m`: (k,) masses.
-    - `tol`: target residual (model units; default 0: run `max_iter` iterations).
-    - `max_iter`: iterations; `max_step`: radians per atom per step.
-    - `modulo_rotations`: invert off the rotation modes (default: when there is no
-      perceptron).
+    - `model`: a `MeanField` with attention "usa" or "sa" (the energy must be defined).
+    - `X`: (k, d) starting atoms on S^{d-1}.
+    - `m`: (k,) masses, non-negative and summing to 1 (held fixed); None (default) for
+        uniform 1/k. Must be concrete (zero-mass atoms are split off eagerly).
+    - `tol`: target residual in model units, >= 0; None (default) for 0.
+    - `max_iter`: maximum number of Newton steps, an integer >= 1 (default 30).
+    - `max_step`: largest geodesic step per atom and iteration, radians, > 0 (default 0.5).
+    - `modulo_rotations`: invert H_w on the complement of the rotation modes (computed
+        once, at the start); None (default) for True exactly when there is no perceptron.
 
-    **Returns:** a `CriticalPoint` (the best iterate).
+    **Returns:** a `CriticalPoint` with the best iterate (smallest residual) as `X` (all k
+    atoms, zero-mass ones unchanged), the masses `m` as given, its `residual` (model units),
+    `iterations` = the number of Newton steps taken, and `converged` = residual <=
+    max(tol, 1e3 eps max_i |grad phi_mu(x_i)|) (the second term: rounding level).
+
+    **Raises:** `ValueError` if the energy is not defined, if `X`, `m` fail the model's
+    input checks, if no atom has positive mass, or if `max_iter`, `max_step` or `tol` is
+    out of range.
     """
     X, m = _inputs(model, X, m)
     max_iter = check_int(max_iter, "max_iter")
@@ -231,31 +256,41 @@ def find_critical_point(
 ) -> CriticalPoint:
     """Search a critical point of f(x_1..x_k) = F_s[sum m_i delta_{x_i}] from X0 by optimisation.
 
-    method:
-      "ascent": Riemannian gradient ascent x_i <- exp_{x_i}(lr grad_S phi~(x_i)) in
-                normalised units (the geodesic Euler scheme of the USA flow); with
-                optimize_masses also replicator ascent m_i <- m_i e^{lr phi~(x_i)} / Z.
-      "adam":   optax.adam on ambient z_i (x_i = z_i / |z_i|, re-projected each step),
-                maximising f~; masses m = softmax(w) if optimize_masses.
-      "lbfgs":  optax.lbfgs on (z, w), same objective (zoom line search).
-      "saddle": optax.lbfgs minimisation of sum_i m_i |grad_S phi~(x_i)|^2 (masses fixed):
-                converges to critical points of any index, saddles included.
     Then (refine=True) atoms with mass <= mass_floor are dropped, masses renormalised,
     and `newton_refine` polishes the locations. With optimize_masses the first-order
     condition also includes phi_mu(x_i) = const on the support (not refined by Newton).
-    Returns a `CriticalPoint` (residual in model units).
 
     **Arguments:**
 
-    - `model`: a `MeanField` with an energy; `X0`: (k, d) starting atoms; `m`: (k,) masses
-      (default uniform).
-    - `method`: "ascent", "adam", "lbfgs" or "saddle" (above); `steps`, `learning_rate`.
-    - `optimize_masses`: also optimise the masses (on the simplex).
-    - `refine`: drop atoms with mass <= `mass_floor`, renormalise, then `newton_refine`
-      with `newton_iter` iterations.
+    - `model`: a `MeanField` with attention "usa" or "sa" (the energy must be defined).
+    - `X0`: (k, d) starting atoms on S^{d-1}.
+    - `m`: (k,) starting masses, non-negative and summing to 1; None (default) for uniform
+        1/k.
+    - `method`: one of `METHODS` (default "lbfgs"):
+        - "ascent": Riemannian gradient ascent x_i <- exp_{x_i}(lr grad_S phi~(x_i)) in
+          normalised units (the geodesic Euler scheme of the USA flow); with
+          optimize_masses also replicator ascent m_i <- m_i e^{lr phi~(x_i)} / Z.
+        - "adam": optax.adam on ambient z_i (x_i = z_i / |z_i|, re-projected each step),
+          maximising f~; masses m = softmax(w) if optimize_masses.
+        - "lbfgs": optax.lbfgs on (z, w), same objective (zoom line search).
+        - "saddle": optax.lbfgs minimisation of sum_i m_i |grad_S phi~(x_i)|^2 (masses
+          fixed, `optimize_masses` ignored): converges to critical points of any index,
+          saddles included.
+    - `steps`: number of optimiser steps, an integer >= 1 (default 200).
+    - `learning_rate`: > 0 (default 0.05); the step `lr` of "ascent" and the Adam step
+        size. "lbfgs" and "saddle" do not use it (line search).
+    - `optimize_masses`: also optimise the masses (default False).
+    - `refine`: drop light atoms, renormalise and run `newton_refine` (default True).
+    - `mass_floor`: with `refine`, atoms of mass <= mass_floor are dropped (default 1e-10).
+    - `newton_iter`: `max_iter` of the final `newton_refine` (default 30).
 
-    **Returns:** a `CriticalPoint` (`X`, `m`, `residual` in model units, `iterations`,
-    `converged`).
+    **Returns:** a `CriticalPoint` (residual in model units). With `refine` it is that of
+    `newton_refine` on the k' <= k atoms kept; without, all k atoms and the optimised
+    masses, `iterations` = `steps` and `converged` = False.
+
+    **Raises:** `ValueError` if `method` is not in `METHODS`, if `steps` or `learning_rate`
+    is out of range, if the energy is not defined, if `X0`, `m` fail the model's input
+    checks, or from `newton_refine` (e.g. no atom above `mass_floor`).
     """
     X0, m = _inputs(model, X0, m)
     if method not in METHODS:

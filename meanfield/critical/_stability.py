@@ -21,11 +21,29 @@ from ._units import _gradient_scale, _inputs, _log_model_factor, _positive, _res
 class StabilityReport:
     """Everything a stability verdict rests on (eigenvalues in the model's units).
 
-    residual: max |grad_S phi_mu(x_i)| over atoms with m_i > 0; grad_tol: the threshold
-    it was compared with. splitting_eigenvalues: (k, d-1) eigenvalues of the splitting
-    Hessians. transport_eigenvalues: eigenvalues of H_w, restricted to the complement of
-    the rotation orbit when modulo_rotations (symmetry_dim directions removed).
-    tol: eigenvalue threshold (stable: all <= tol; strictly: all < -tol), = rtol * max |eig|.
+    Returned by `stability_report`; k below is the number of atoms with m_i > 0 (zero-mass
+    atoms are dropped before anything is computed).
+
+    **Fields:**
+
+    - `residual`: max |grad_S phi_mu(x_i)| over atoms with m_i > 0 (model units).
+    - `grad_tol`: the threshold `residual` was compared with (model units).
+    - `stationary`: `residual <= grad_tol`.
+    - `splitting_eigenvalues`: (k, d-1) eigenvalues of the splitting Hessians
+        Hess_S phi_mu(x_i), ascending in each row.
+    - `transport_eigenvalues`: eigenvalues of H_w, ascending, restricted to the complement
+        of the rotation orbit when `modulo_rotations` (k(d-1) - symmetry_dim of them).
+    - `modulo_rotations`: whether the rotation orbit was removed.
+    - `symmetry_dim`: the number of rotation directions removed (0 if not modulo_rotations).
+    - `tol`: eigenvalue threshold (stable: all <= tol; strictly: all < -tol),
+        = rtol * max |eig| over both spectra.
+    - `rtol`: the relative tolerance used.
+    - `splitting_stable`: every splitting eigenvalue <= tol.
+    - `transport_stable`: every transport eigenvalue <= tol.
+    - `stable`: stationary and splitting- and transport-stable.
+    - `strictly_stable`: stationary and every eigenvalue of both spectra < -tol.
+    - `masses`: (k,) the masses of the atoms kept (NumPy).
+    - `locations`: (k, d) the atoms kept (NumPy).
     """
 
     residual: float
@@ -82,12 +100,22 @@ def stability_report(
 
     **Arguments:**
 
-    - `model`: a `MeanField` with an energy; `X`: (k, d) atoms; `m`: (k,) masses.
-    - `rtol`, `grad_tol`: the tolerances above (None: the defaults).
-    - `modulo_rotations`: judge H_w off the rotation orbit (default: no perceptron).
+    - `model`: a `MeanField` with attention "usa" or "sa" (the energy must be defined).
+    - `X`: (k, d) atoms on S^{d-1} (concrete: the report is computed eagerly).
+    - `m`: (k,) masses, non-negative and summing to 1; None (default) for uniform 1/k.
+    - `rtol`: relative eigenvalue tolerance, > 0; None (default) for 10 sqrt(eps) of the
+        dtype of `X`.
+    - `grad_tol`: stationarity threshold on the residual, > 0, in model units; None
+        (default) for sqrt(eps) max_i |grad phi_mu(x_i)| (ambient gradient, m_i > 0).
+    - `modulo_rotations`: judge H_w on the complement of the rotation orbit
+        (`rotation_modes`); None (default) for True exactly when the model has no
+        perceptron.
 
-    **Returns:** a `StabilityReport` (residual, the splitting and transport spectra, the
-    verdicts `stationary`, `stable`, `strictly_stable`).
+    **Returns:** a `StabilityReport` (eigenvalues, residual and tolerances in model units).
+
+    **Raises:** `ValueError` if the energy is not defined, if `X`, `m` fail the model's
+    input checks, if no atom has positive mass, or if `rtol` / `grad_tol` is not a finite
+    scalar > 0.
     """
     X, m = _inputs(model, X, m)
     X, m = _positive(X, m)
@@ -139,9 +167,14 @@ def is_stable(model, X, m=None, **kwargs) -> bool:
 
     See `stability_report` for the tolerances (keyword arguments are passed through).
 
-    **Arguments:** `model`, `X` (k, d), `m` (k,); keywords of `stability_report`.
+    **Arguments:**
 
-    **Returns:** a Python bool.
+    - `model`, `X`, `m`: as in `stability_report` ((k, d) atoms, (k,) masses or None).
+    - `**kwargs`: `rtol`, `grad_tol`, `modulo_rotations` of `stability_report`.
+
+    **Returns:** a Python bool, `stability_report(model, X, m, **kwargs).stable`.
+
+    **Raises:** whatever `stability_report` raises (`ValueError` on bad input).
     """
     return stability_report(model, X, m, **kwargs).stable
 
@@ -149,8 +182,16 @@ def is_stable(model, X, m=None, **kwargs) -> bool:
 def is_strictly_stable(model, X, m=None, **kwargs) -> bool:
     """True when both Hessians are negative definite (modulo rotations without perceptron).
 
-    **Arguments:** `model`, `X` (k, d), `m` (k,); keywords of `stability_report`.
+    The point must also be stationary; "negative definite" means every eigenvalue < -tol
+    (see `stability_report` for the tolerances).
 
-    **Returns:** a Python bool.
+    **Arguments:**
+
+    - `model`, `X`, `m`: as in `stability_report` ((k, d) atoms, (k,) masses or None).
+    - `**kwargs`: `rtol`, `grad_tol`, `modulo_rotations` of `stability_report`.
+
+    **Returns:** a Python bool, `stability_report(model, X, m, **kwargs).strictly_stable`.
+
+    **Raises:** whatever `stability_report` raises (`ValueError` on bad input).
     """
     return stability_report(model, X, m, **kwargs).strictly_stable

@@ -90,16 +90,26 @@ def _positive(X, m):
 def stationarity_residual(model, X: Float[Array, "n d"], m=None, *, field: str = "energy"):
     """max_{i: m_i > 0} |grad_S phi_mu(x_i)|, in the units of `model.velocity`.
 
-    field="energy" (default): the Riemannian gradient of the first variation of F_s,
-    i.e. the USA velocity of the same (beta, sign, perceptron, kernel convention), also
-    for attention="sa" (whose critical points coincide with USA's without a perceptron).
-    field="model": the model's own velocity (SA, or the general non-gradient system).
-    Returns a scalar array.
+    **Arguments:**
 
-    **Arguments:** `model` (a `MeanField`); `X` (n, d) points or atoms; `m` (n,) masses
-    (default uniform); `field`: "energy" or "model".
+    - `model`: a `MeanField`. With `field="energy"` its attention must be "usa" or "sa"
+        (the energy F_s must be defined); with `field="model"` any attention.
+    - `X`: (n, d) atoms on S^{d-1}.
+    - `m`: (n,) masses, non-negative and summing to 1; None (default) for uniform 1/n.
+        Atoms with m_i = 0 are left out of the maximum.
+    - `field`: which vector field is measured.
+        - "energy" (default): the Riemannian gradient of the first variation of F_s, i.e.
+          the USA velocity of the same (beta, sign, perceptron, kernel convention), also
+          for attention="sa" (whose critical points coincide with USA's without a
+          perceptron).
+        - "model": the model's own velocity (SA, or the general non-gradient system).
 
-    **Returns:** a scalar array (model units).
+    **Returns:** a scalar array, max over atoms with m_i > 0 of the speed |grad_S phi_mu(x_i)|
+    (resp. of the model's velocity), in the units of `model.velocity`.
+
+    **Raises:** `ValueError` if `field` is neither "energy" nor "model", if the energy is
+    not defined (`field="energy"` with attention="general"), or if `X`, `m` fail the
+    model's input checks (not on the sphere, NaN, masses not summing to 1, ...).
     """
     if field == "model":
         X, m = model.check_inputs(X, m)

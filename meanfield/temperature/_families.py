@@ -30,11 +30,22 @@ FAMILIES: dict[str, dict[str, float]] = {
 
 
 def family_params(family: str, params: dict) -> dict:
-    """A score family's parameters: its defaults (`FAMILIES`) overridden by `params`.
+    """The parameters of a score family: its defaults in `FAMILIES` updated with `params`.
 
-    **Arguments:** `family`: a key of `FAMILIES`; `params`: overrides of its defaults.
+    Used by `sample_scores` and `predicted_critical_beta` to validate their `**params`.
+    Range checks on sigma, p, c, rho and noise run only for concrete values.
 
-    **Returns:** the full parameter dict (ValueError naming an unknown family or key).
+    **Arguments:**
+
+    - `family`: a key of `FAMILIES`.
+    - `params`: a dict of overrides, whose keys must be parameters of that family.
+
+    **Returns:** a new dict with every parameter of the family (with `d` cast to int for
+    "sphere_cosine").
+
+    **Raises:** `ValueError` if `family` is unknown, if `params` has a key the family does
+    not take, if sigma, p or c is not > 0, if rho is not in (-1, 1), if noise is negative,
+    or if d is not an integer >= 2.
     """
     if family not in FAMILIES:
         raise ValueError(f"`family` must be one of {sorted(FAMILIES)}; got {family!r}.")
@@ -81,13 +92,17 @@ def endpoint_law_constant(alpha: float, samples: int = 16384, terms: int = 2048)
     (i.i.d. standard exponentials), so beta*_n (n C)^(-1/alpha) converges in law to
     S_alpha = max_k log k / (Gamma_{k+1}^(1/alpha) - Gamma_1^(1/alpha)), a non-degenerate random
     variable. Returns its median, by Monte Carlo with a fixed seed (deterministic; cached).
-    Examples: alpha = 1/2 (d = 2 cosines) ~ 0.136, alpha = 1 (uniform scores, d = 3) ~ 0.515.
+    Examples: alpha = 1/2 (d = 2 cosines) ~ 0.136, alpha = 1 (uniform scores, d = 3) ~ 0.512.
     For alpha -> inf it grows like alpha (the exponential-tail case, whose median is ~1.00).
 
-    **Arguments:** `alpha` > 0 the endpoint exponent; `samples`, `terms`: the Monte Carlo
-    size and the series length.
+    **Arguments:**
 
-    **Returns:** the constant (a Python float; cached).
+    - `alpha`: the tail exponent, > 0 (not validated).
+    - `samples`: Monte Carlo samples of S_alpha (default 16384).
+    - `terms`: number of terms k = 1..terms kept in the maximum (default 2048).
+
+    **Returns:** the median, a Python float (NumPy, float64; memoised per argument triple
+    by `functools.lru_cache`).
     """
     rng = np.random.default_rng(20260512)
     out = []
@@ -123,10 +138,17 @@ def predicted_critical_beta(family: str, n: ArrayLike, **params) -> Float[Array,
     The laws are asymptotic: at finite n, measured/predicted ratios approach 1 slowly (in
     log n for the Gumbel-domain families), never exactly.
 
-    **Arguments:** `family`: a key of `FAMILIES`; `n`: row length(s) >= 2 (scalar or
-    array); `params`: the family's parameters (defaults from `FAMILIES`).
+    **Arguments:**
 
-    **Returns:** the law's beta*_n, of n's shape.
+    - `family`: a key of `FAMILIES`.
+    - `n`: number of keys, >= 2; a scalar or an array.
+    - `**params`: the family's parameters (defaults in `FAMILIES`; see `family_params`).
+
+    **Returns:** the predicted beta*_n, an array of the shape of `n` in the default float
+    dtype.
+
+    **Raises:** `ValueError` from `family_params` (unknown family or parameter, out of
+    range), or if a concrete `n` has an entry < 2.
     """
     prm = family_params(family, params)
     if not hasattr(n, "shape"):
@@ -188,10 +210,20 @@ def sample_scores(
     rows of n = 2^22 have no spurious ties at the top from the 2^-23 lattice of
     `jax.random.uniform` (which `jax.random.normal` and `exponential` inherit).
 
-    **Arguments:** `family` a key of `FAMILIES`; `key` a PRNG key; `n` the row length;
-    `rows` (None: one row); `dtype`; `params`: the family's parameters.
+    **Arguments:**
 
-    **Returns:** (n,) or (rows, n) scores.
+    - `family`: a key of `FAMILIES`.
+    - `key`: a JAX PRNG key.
+    - `n`: number of scores per row, a positive integer.
+    - `rows`: number of rows, a positive integer, or None (default) for a single row.
+    - `dtype`: a float dtype; None (default) for the default float dtype (float32 unless
+        x64 is enabled).
+    - `**params`: the family's parameters (defaults in `FAMILIES`; see `family_params`).
+
+    **Returns:** an array of shape (n,) (rows=None) or (rows, n) in `dtype`.
+
+    **Raises:** `ValueError` from `family_params`, or if `n` or `rows` is not a positive
+    integer.
     """
     prm = family_params(family, params)
     if int(n) != n or int(n) < 1:

@@ -44,12 +44,14 @@ def sorted_gaps(scores: ArrayLike, where=None) -> Float[Array, "... n-1"]:
 
     **Arguments:**
 
-    - `scores`: (..., n) rows, n >= 2 (live scores finite; -inf or `where` False marks a
-      masked key).
-    - `where`: optional boolean mask broadcastable to `scores`.
+    - `scores`: (..., n) score rows, n >= 2; finite, or -inf for a masked key.
+    - `where`: optional boolean array broadcastable to `scores`; False masks a key.
 
-    **Returns:** (..., n - 1) gaps Delta_(1) <= ... of the non-maximal live scores (+inf at
-    masked places).
+    **Returns:** an array of shape (..., n - 1), ascending along the last axis (a row with
+    one live key is all +inf).
+
+    **Raises:** `ValueError` (eagerly; `equinox.error_if` under jit) if `scores` has n < 2
+    or NaN or +inf at a live key, if `where` is not boolean or does not broadcast.
     """
     s = check_scores(scores, min_n=2, where=where)
     return _live_rows(_sorted_gaps_core(s), s, 1, extra_axes=1)
@@ -76,12 +78,16 @@ def gap_counts(scores: ArrayLike, t: ArrayLike, where=None) -> Int[Array, "..."]
 
     **Arguments:**
 
-    - `scores`: (..., n) rows, n >= 2 (live scores finite; -inf or `where` False marks a
-      masked key).
-    - `t`: a threshold (scalar) or a 1-D grid of thresholds.
-    - `where`: optional boolean mask broadcastable to `scores`.
+    - `scores`: (..., n) score rows, n >= 2; finite, or -inf for a masked key.
+    - `t`: threshold(s), a scalar or a 1-D grid (T,) (cast to the dtype of the scores).
+    - `where`: optional boolean array broadcastable to `scores`; False masks a key.
 
-    **Returns:** (...,) or (..., T) integer counts.
+    **Returns:** integer counts, shape ``scores.shape[:-1]`` for a scalar `t`, else
+    ``scores.shape[:-1] + (T,)``.
+
+    **Raises:** `ValueError` (eagerly; `equinox.error_if` under jit) if `scores` has n < 2
+    or NaN or +inf at a live key, if `where` is not boolean or does not broadcast, or if `t` has
+    more than one dimension or (concrete) contains NaN.
     """
     s = check_scores(scores, min_n=2, where=where)
     if not hasattr(t, "shape"):
@@ -117,12 +123,18 @@ def soft_gap_counts(
 
     **Arguments:**
 
-    - `scores`: (..., n) rows, n >= 2 (live scores finite; -inf or `where` False marks a
-      masked key).
-    - `t`: a threshold or a 1-D grid; `temperature` > 0 of the sigmoid smoothing.
-    - `where`: optional boolean mask broadcastable to `scores`.
+    - `scores`: (..., n) score rows, n >= 2; finite, or -inf for a masked key.
+    - `t`: threshold(s), a scalar or a 1-D grid (T,) (cast to the dtype of the scores).
+    - `temperature`: smoothing width in the units of the gaps, finite and > 0; a scalar
+        (it is broadcast against the keys axis, not per row).
+    - `where`: optional boolean array broadcastable to `scores`; False masks a key.
 
-    **Returns:** (...,) or (..., T) smooth counts (differentiable in the scores).
+    **Returns:** float counts in [0, m - 1], shape ``scores.shape[:-1]`` for a scalar `t`,
+    else ``scores.shape[:-1] + (T,)``.
+
+    **Raises:** `ValueError` (eagerly; `equinox.error_if` under jit) if `scores` has n < 2
+    or NaN or +inf at a live key, if `where` is not boolean or does not broadcast, if `t` has
+    more than one dimension, or if `temperature` is not finite and > 0.
     """
     s = check_scores(scores, min_n=2, where=where)
     tt = jnp.asarray(t, s.dtype)
@@ -170,12 +182,16 @@ def critical_beta(scores: ArrayLike, where=None, *, ties: str = "inf") -> Float[
 
     **Arguments:**
 
-    - `scores`: (..., n) rows, n >= 2 (live scores finite; -inf or `where` False marks a
-      masked key).
-    - `where`: optional boolean mask broadcastable to `scores`.
-    - `ties`: "inf" (a tie at the top makes beta* infinite) or "ignore" (zero gaps skipped).
+    - `scores`: (..., n) score rows, n >= 2; finite, or -inf for a masked key.
+    - `where`: optional boolean array broadcastable to `scores`; False masks a key.
+    - `ties`: "inf" (default) or "ignore", the treatment of a maximum attained >= 2 times.
 
-    **Returns:** (...,) beta*_n per row.
+    **Returns:** beta*_n >= 0, shape ``scores.shape[:-1]`` (+inf for tied rows with
+    ``ties="inf"``, NaN for rows with fewer than 2 live keys).
+
+    **Raises:** `ValueError` (eagerly; `equinox.error_if` under jit) if `scores` has n < 2
+    or NaN or +inf at a live key, if `where` is not boolean or does not broadcast, or if `ties`
+    is not "inf" or "ignore".
     """
     check_ties(ties)
     s = check_scores(scores, min_n=2, where=where)
@@ -208,13 +224,18 @@ def soft_critical_beta(
 
     **Arguments:**
 
-    - `scores`: (..., n) rows, n >= 2 (live scores finite; -inf or `where` False marks a
-      masked key).
-    - `temperature` > 0 of the soft maximum over k.
-    - `where`: optional boolean mask broadcastable to `scores`; `ties` as in `critical_beta`.
+    - `scores`: (..., n) score rows, n >= 2; finite, or -inf for a masked key.
+    - `temperature`: finite and > 0, a scalar or one per row (broadcastable to
+        ``scores.shape[:-1]``).
+    - `where`: optional boolean array broadcastable to `scores`; False masks a key.
+    - `ties`: "inf" (default) or "ignore", as in `critical_beta`.
 
-    **Returns:** (...,) the smoothed beta*_n per row, in
-    [beta*_n, beta*_n + temperature log(n - 1)].
+    **Returns:** the smoothed scale, shape ``scores.shape[:-1]``.
+
+    **Raises:** `ValueError` (eagerly; `equinox.error_if` under jit) if `scores` has n < 2
+    or NaN or +inf at a live key, if `where` is not boolean or does not broadcast, if `ties` is
+    not "inf" or "ignore", or if `temperature` is not finite and > 0 or does not broadcast
+    to the batch shape.
     """
     check_ties(ties)
     s = check_scores(scores, min_n=2, where=where)

@@ -40,10 +40,18 @@ def score_rows(X: ArrayLike, beta: ArrayLike = 1.0, *, include_self: bool = Fals
     follows the n^(2/(d-1)) law), or (n, n) with ``include_self=True``. Dense: O(n^2) memory;
     use `critical_beta_of_particles` for large n.
 
-    **Arguments:** `X` (n, d) particles; `beta` (scalar); `include_self`: keep the
-    diagonal <x_i, x_i> = 1 (default: drop it, rows of length n - 1).
+    **Arguments:**
 
-    **Returns:** (n, n) or (n, n - 1) score rows beta <x_i, x_j>.
+    - `X`: (n, d) particles on the unit sphere, n >= 3.
+    - `beta`: inverse temperature, a finite scalar >= 0 (default 1.0).
+    - `include_self`: keep the self-score beta <x_i, x_i> = beta (default False).
+
+    **Returns:** an array of shape (n, n - 1) (row i: beta <x_i, x_j>, j != i, in order), or
+    (n, n) with ``include_self=True``.
+
+    **Raises:** `ValueError` if `X` is not (n, d) with n >= 3, contains NaN or inf, or has
+    rows off the unit sphere (tolerance sqrt(eps)), or if `beta` is not a finite scalar
+    >= 0.
     """
     X = check_particles(X)
     b = check_nonneg(beta, X.dtype, "beta")
@@ -77,10 +85,18 @@ def critical_beta_of_particles(
     default (see `score_rows`), so each query sees n - 1 keys. For X uniform on S^{d-1} the
     median over queries follows ``predicted_critical_beta("sphere_cosine", n - 1, d=d)``.
 
-    **Arguments:** `X` (n, d) particles; `include_self` as in `score_rows`; `block`:
-    rows per pass (memory block * n); `ties` as in `critical_beta`.
+    **Arguments:**
 
-    **Returns:** (n,) beta*_n of every query row.
+    - `X`: (n, d) particles on the unit sphere, n >= 3.
+    - `include_self`: keep the self-score <x_i, x_i> = 1 in each row (default False).
+    - `block`: queries per block, a positive integer (default 256; capped at n).
+    - `ties`: "inf" (default) or "ignore", as in `critical_beta`.
+
+    **Returns:** an array of shape (n,), beta*_n of row i of the scores <x_i, x_j> (beta = 1;
+    the scale of beta <x_i, x_j> is beta*_n / beta).
+
+    **Raises:** `ValueError` if `ties` is not "inf" or "ignore", or if `X` is not (n, d)
+    with n >= 3, contains NaN or inf, or has rows off the unit sphere.
     """
     check_ties(ties)
     X = check_particles(X)

@@ -138,12 +138,16 @@ def beta_at_pmax(scores: ArrayLike, level: ArrayLike = 0.5, where=None) -> Float
 
     **Arguments:**
 
-    - `scores`: (..., n) rows, n >= 2 (live scores finite; -inf or `where` False marks a
-      masked key).
-    - `level` in (0, 1): the p_max to reach (scalar or one per row).
-    - `where`: optional boolean mask broadcastable to `scores`.
+    - `scores`: (..., n) score rows, n >= 2; finite, or -inf for a masked key.
+    - `level`: in the open interval (0, 1) (default 0.5), a scalar or one per row
+        (broadcastable to ``scores.shape[:-1]``).
+    - `where`: optional boolean array broadcastable to `scores`; False masks a key.
 
-    **Returns:** (...,) the root beta per row (differentiable in the scores).
+    **Returns:** beta in [0, +inf], shape ``scores.shape[:-1]``.
+
+    **Raises:** `ValueError` (eagerly; `equinox.error_if` under jit) if `scores` has n < 2
+    or NaN or +inf at a live key, if `where` is not boolean or does not broadcast, or if `level`
+    is not in (0, 1) or does not broadcast to the batch shape.
     """
     s = check_scores(scores, min_n=2, where=where)
     lv = check_open_unit(level, s.dtype, "level")
@@ -159,11 +163,12 @@ def beta_at_pmax_half(scores: ArrayLike, where=None) -> Float[Array, "..."]:
 
     **Arguments:**
 
-    - `scores`: (..., n) rows, n >= 2 (live scores finite; -inf or `where` False marks a
-      masked key).
-    - `where`: optional boolean mask broadcastable to `scores`.
+    - `scores`: (..., n) score rows, n >= 2; finite, or -inf for a masked key.
+    - `where`: optional boolean array broadcastable to `scores`; False masks a key.
 
-    **Returns:** (...,) the root beta per row.
+    **Returns:** ``beta_at_pmax(scores, 0.5, where=where)``, shape ``scores.shape[:-1]``.
+
+    **Raises:** as `beta_at_pmax`.
     """
     return beta_at_pmax(scores, 0.5, where=where)
 
@@ -183,12 +188,16 @@ def beta_at_entropy_fraction(
 
     **Arguments:**
 
-    - `scores`: (..., n) rows, n >= 2 (live scores finite; -inf or `where` False marks a
-      masked key).
-    - `theta` in (0, 1): the entropy fraction (scalar or one per row).
-    - `where`: optional boolean mask broadcastable to `scores`.
+    - `scores`: (..., n) score rows, n >= 2; finite, or -inf for a masked key.
+    - `theta`: in the open interval (0, 1) (default 0.5), a scalar or one per row
+        (broadcastable to ``scores.shape[:-1]``).
+    - `where`: optional boolean array broadcastable to `scores`; False masks a key.
 
-    **Returns:** (...,) the root beta per row (differentiable in the scores).
+    **Returns:** beta in (0, +inf], shape ``scores.shape[:-1]``.
+
+    **Raises:** `ValueError` (eagerly; `equinox.error_if` under jit) if `scores` has n < 2
+    or NaN or +inf at a live key, if `where` is not boolean or does not broadcast, or if `theta`
+    is not in (0, 1) or does not broadcast to the batch shape.
     """
     s = check_scores(scores, min_n=2, where=where)
     th = check_open_unit(theta, s.dtype, "theta")

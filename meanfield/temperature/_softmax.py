@@ -88,12 +88,16 @@ def softmax_probs(scores: ArrayLike, beta: ArrayLike = 1.0, where=None) -> Float
 
     **Arguments:**
 
-    - `scores`: (..., n) rows (live scores finite; -inf or `where` False marks a masked
-      key).
-    - `beta` >= 0: scalar, or broadcast against the rows (traced: no recompilation).
-    - `where`: optional boolean mask broadcastable to `scores`.
+    - `scores`: (..., n) score rows, n >= 1; finite, or -inf for a masked key.
+    - `beta`: inverse temperature, finite and >= 0 (default 1.0): a scalar or one value per
+        row (broadcastable to ``scores.shape[:-1]``).
+    - `where`: optional boolean array broadcastable to `scores`; False masks a key.
 
-    **Returns:** (..., n) probabilities (0 at masked keys).
+    **Returns:** p, of the shape (..., n) of `scores`: each row sums to 1 over its live keys.
+
+    **Raises:** `ValueError` (eagerly; `equinox.error_if` under jit) if `scores` has NaN or
+    +inf at a live key, if `where` is not boolean or does not broadcast, or if `beta` is
+    negative, not finite, or does not broadcast to the batch shape.
     """
     s, b = _prepare(scores, beta, where=where)
     return _live_rows(_probs(s, b), s, 1, extra_axes=1)
@@ -113,12 +117,16 @@ def log_partition(scores: ArrayLike, beta: ArrayLike = 1.0, where=None) -> Float
 
     **Arguments:**
 
-    - `scores`: (..., n) rows (live scores finite; -inf or `where` False marks a masked
-      key).
-    - `beta` >= 0: scalar, or broadcast against the rows (traced: no recompilation).
-    - `where`: optional boolean mask broadcastable to `scores`.
+    - `scores`: (..., n) score rows, n >= 1; finite, or -inf for a masked key.
+    - `beta`: inverse temperature, finite and >= 0 (default 1.0): a scalar or one value per
+        row (broadcastable to ``scores.shape[:-1]``).
+    - `where`: optional boolean array broadcastable to `scores`; False masks a key.
 
-    **Returns:** (...,) log Z(beta) per row (NaN on rows with too few live keys).
+    **Returns:** an array of shape ``scores.shape[:-1]``; NaN on rows with no live key.
+
+    **Raises:** `ValueError` (eagerly; `equinox.error_if` under jit) if `scores` has NaN or
+    +inf at a live key, if `where` is not boolean or does not broadcast, or if `beta` is
+    negative, not finite, or does not broadcast to the batch shape.
     """
     s, b = _prepare(scores, beta, where=where)
     log_z = _one_beta_stats(s, b)[0]
@@ -140,12 +148,17 @@ def softmax_entropy(scores: ArrayLike, beta: ArrayLike = 1.0, where=None) -> Flo
 
     **Arguments:**
 
-    - `scores`: (..., n) rows (live scores finite; -inf or `where` False marks a masked
-      key).
-    - `beta` >= 0: scalar, or broadcast against the rows (traced: no recompilation).
-    - `where`: optional boolean mask broadcastable to `scores`.
+    - `scores`: (..., n) score rows, n >= 1; finite, or -inf for a masked key.
+    - `beta`: inverse temperature, finite and >= 0 (default 1.0): a scalar or one value per
+        row (broadcastable to ``scores.shape[:-1]``).
+    - `where`: optional boolean array broadcastable to `scores`; False masks a key.
 
-    **Returns:** (...,) the entropy H(beta) per row (NaN on rows with too few live keys).
+    **Returns:** H, an array of shape ``scores.shape[:-1]``, in [0, log m] for m live keys
+    (NaN for m = 0).
+
+    **Raises:** `ValueError` (eagerly; `equinox.error_if` under jit) if `scores` has NaN or
+    +inf at a live key, if `where` is not boolean or does not broadcast, or if `beta` is
+    negative, not finite, or does not broadcast to the batch shape.
     """
     s, b = _prepare(scores, beta, where=where)
     log_z, mean = _one_beta_stats(s, b)[:2]
@@ -157,12 +170,17 @@ def entropy_derivative(scores: ArrayLike, beta: ArrayLike = 1.0, where=None) -> 
 
     **Arguments:**
 
-    - `scores`: (..., n) rows (live scores finite; -inf or `where` False marks a masked
-      key).
-    - `beta` >= 0: scalar, or broadcast against the rows (traced: no recompilation).
-    - `where`: optional boolean mask broadcastable to `scores`.
+    - `scores`: (..., n) score rows, n >= 1; finite, or -inf for a masked key.
+    - `beta`: inverse temperature, finite and >= 0 (default 1.0): a scalar or one value per
+        row (broadcastable to ``scores.shape[:-1]``).
+    - `where`: optional boolean array broadcastable to `scores`; False masks a key.
 
-    **Returns:** (...,) dH/dbeta per row (NaN on rows with too few live keys).
+    **Returns:** dH/dbeta, an array of shape ``scores.shape[:-1]``, <= 0 (0 at beta = 0);
+    NaN on rows with no live key.
+
+    **Raises:** `ValueError` (eagerly; `equinox.error_if` under jit) if `scores` has NaN or
+    +inf at a live key, if `where` is not boolean or does not broadcast, or if `beta` is
+    negative, not finite, or does not broadcast to the batch shape.
     """
     s, b = _prepare(scores, beta, where=where)
     var = _one_beta_stats(s, b)[2]
@@ -176,12 +194,17 @@ def p_max(scores: ArrayLike, beta: ArrayLike = 1.0, where=None) -> Float[Array, 
 
     **Arguments:**
 
-    - `scores`: (..., n) rows (live scores finite; -inf or `where` False marks a masked
-      key).
-    - `beta` >= 0: scalar, or broadcast against the rows (traced: no recompilation).
-    - `where`: optional boolean mask broadcastable to `scores`.
+    - `scores`: (..., n) score rows, n >= 1; finite, or -inf for a masked key.
+    - `beta`: inverse temperature, finite and >= 0 (default 1.0): a scalar or one value per
+        row (broadcastable to ``scores.shape[:-1]``).
+    - `where`: optional boolean array broadcastable to `scores`; False masks a key.
 
-    **Returns:** (...,) the largest probability per row (NaN on rows with too few live keys).
+    **Returns:** p_max, an array of shape ``scores.shape[:-1]``, in [1/m, 1] for m live keys
+    (NaN for m = 0).
+
+    **Raises:** `ValueError` (eagerly; `equinox.error_if` under jit) if `scores` has NaN or
+    +inf at a live key, if `where` is not boolean or does not broadcast, or if `beta` is
+    negative, not finite, or does not broadcast to the batch shape.
     """
     s, b = _prepare(scores, beta, where=where)
     zm1 = _one_beta_stats(s, b)[3]
@@ -193,12 +216,17 @@ def effective_support(scores: ArrayLike, beta: ArrayLike = 1.0, where=None) -> F
 
     **Arguments:**
 
-    - `scores`: (..., n) rows (live scores finite; -inf or `where` False marks a masked
-      key).
-    - `beta` >= 0: scalar, or broadcast against the rows (traced: no recompilation).
-    - `where`: optional boolean mask broadcastable to `scores`.
+    - `scores`: (..., n) score rows, n >= 1; finite, or -inf for a masked key.
+    - `beta`: inverse temperature, finite and >= 0 (default 1.0): a scalar or one value per
+        row (broadcastable to ``scores.shape[:-1]``).
+    - `where`: optional boolean array broadcastable to `scores`; False masks a key.
 
-    **Returns:** (...,) exp(H) per row (NaN on rows with too few live keys).
+    **Returns:** exp(`softmax_entropy`), an array of shape ``scores.shape[:-1]``; NaN on
+    rows with no live key.
+
+    **Raises:** `ValueError` (eagerly; `equinox.error_if` under jit) if `scores` has NaN or
+    +inf at a live key, if `where` is not boolean or does not broadcast, or if `beta` is
+    negative, not finite, or does not broadcast to the batch shape.
     """
     return jnp.exp(softmax_entropy(scores, beta, where=where))
 
@@ -210,13 +238,17 @@ def participation(scores: ArrayLike, beta: ArrayLike = 1.0, where=None) -> Float
 
     **Arguments:**
 
-    - `scores`: (..., n) rows (live scores finite; -inf or `where` False marks a masked
-      key).
-    - `beta` >= 0: scalar, or broadcast against the rows (traced: no recompilation).
-    - `where`: optional boolean mask broadcastable to `scores`.
+    - `scores`: (..., n) score rows, n >= 1; finite, or -inf for a masked key.
+    - `beta`: inverse temperature, finite and >= 0 (default 1.0): a scalar or one value per
+        row (broadcastable to ``scores.shape[:-1]``).
+    - `where`: optional boolean array broadcastable to `scores`; False masks a key.
 
-    **Returns:** (...,) the participation ratio 1 / sum p^2 per row (NaN on rows with too
-    few live keys).
+    **Returns:** sum_j p_j^2, an array of shape ``scores.shape[:-1]``; NaN on rows with no
+    live key.
+
+    **Raises:** `ValueError` (eagerly; `equinox.error_if` under jit) if `scores` has NaN or
+    +inf at a live key, if `where` is not boolean or does not broadcast, or if `beta` is
+    negative, not finite, or does not broadcast to the batch shape.
     """
     s, b = _prepare(scores, beta, where=where)
     _, _, _, zm1, e2 = _one_beta_stats(s, b)
@@ -224,7 +256,17 @@ def participation(scores: ArrayLike, beta: ArrayLike = 1.0, where=None) -> Float
 
 
 class SoftmaxCurves(NamedTuple):
-    """Entropy, largest weight and participation on a beta grid, each of shape (..., B)."""
+    """Entropy, largest weight and participation on a beta grid, each of shape (..., B).
+
+    Returned by `softmax_curves` (a `NamedTuple`, so it also unpacks as a triple); B is the
+    length of the beta grid and (...) the batch shape of the scores.
+
+    **Fields:**
+
+    - `entropy`: (..., B) H(beta) (as `softmax_entropy`).
+    - `p_max`: (..., B) largest weight (as `p_max`).
+    - `participation`: (..., B) sum_j p_j^2 (as `participation`).
+    """
 
     entropy: Float[Array, "... B"]
     p_max: Float[Array, "... B"]
@@ -353,12 +395,15 @@ def entropy_curve(scores: ArrayLike, betas: ArrayLike, where=None) -> Float[Arra
 
     **Arguments:**
 
-    - `scores`: (..., n) rows (live scores finite; -inf or `where` False marks a masked
-      key).
-    - `betas`: (B,) a 1-D grid of inverse temperatures >= 0.
-    - `where`: optional boolean mask broadcastable to `scores`.
+    - `scores`: (..., n) score rows, n >= 1; finite, or -inf for a masked key.
+    - `betas`: (B,) a non-empty 1-D grid of inverse temperatures, finite and >= 0.
+    - `where`: optional boolean array broadcastable to `scores`; False masks a key.
 
-    **Returns:** (..., B) H at every beta of the grid.
+    **Returns:** H on the grid, shape (..., B).
+
+    **Raises:** `ValueError` (eagerly; `equinox.error_if` under jit) if `scores` has NaN or
+    +inf at a live key, if `where` is not boolean or does not broadcast, or if `betas` is
+    not a non-empty 1-D grid of finite values >= 0.
     """
     s = check_scores(scores, where=where)
     b = check_beta_grid(betas, s.dtype)
@@ -372,12 +417,13 @@ def softmax_curves(scores: ArrayLike, betas: ArrayLike, where=None) -> SoftmaxCu
 
     **Arguments:**
 
-    - `scores`: (..., n) rows (live scores finite; -inf or `where` False marks a masked
-      key).
-    - `betas`: (B,) a 1-D grid of inverse temperatures >= 0.
-    - `where`: optional boolean mask broadcastable to `scores`.
+    - `scores`: (..., n) score rows, n >= 1; finite, or -inf for a masked key.
+    - `betas`: (B,) a non-empty 1-D grid of inverse temperatures, finite and >= 0.
+    - `where`: optional boolean array broadcastable to `scores`; False masks a key.
 
-    **Returns:** a `SoftmaxCurves` of (..., B) arrays (entropy, p_max, participation).
+    **Returns:** a `SoftmaxCurves` of three (..., B) arrays; NaN on rows with no live key.
+
+    **Raises:** as `entropy_curve`.
     """
     s = check_scores(scores, where=where)
     b = check_beta_grid(betas, s.dtype)
