@@ -1,6 +1,8 @@
 """Every plotting function returns a Figure with the expected axes and non-empty artists,
 for d = 2 and d = 3 inputs."""
 
+import warnings
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -72,11 +74,62 @@ def test_energy_and_cosines(d):
 
 def test_phase_diagram_has_colour_bar():
     counts = np.random.default_rng(0).integers(1, 6, size=(4, 3, 9))
-    fig = plot.phase_diagram(np.linspace(0, 8, 9), [0.5, 1, 2, 4], counts)
+    fig = plot.phase_diagram(
+        np.linspace(0, 8, 9), [0.5, 1, 2, 4], counts, label="clusters", log=True
+    )
     assert len(fig.axes) == 2  # the diagram and its colour bar
-    ax = fig.axes[0]
-    assert len(ax.collections) == 1 and ax.get_yscale() == "log"
+    ax, bar = fig.axes
+    assert len(ax.collections) == 1 and ax.get_yscale() == "log"  # geometric betas
     assert ax.get_xlabel() == "time t" and "beta" in ax.get_ylabel()
+    assert bar.get_ylabel() == "clusters"
+    # the seed mean is what is drawn
+    drawn = np.asarray(ax.collections[0].get_array()).reshape(4, 9)
+    np.testing.assert_allclose(drawn, counts.mean(axis=1))
+
+
+def test_phase_diagram_of_a_mass_in_the_unit_interval_is_not_blank():
+    """The user report: masses in (0, 1] used to get one colour (a log norm from 1 to 2)."""
+    rng = np.random.default_rng(1)
+    mass = rng.uniform(0.1, 1.0, size=(9, 4, 5))
+    betas = np.arange(1.0, 10.0)  # linear betas 1..9: a linear axis with plain ticks
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no out-of-range warning for in-range data
+        fig = plot.phase_diagram(np.arange(5.0), betas, mass, label="largest mass", vmin=0, vmax=1)
+    ax = fig.axes[0]
+    assert ax.get_yscale() == "linear"
+    mesh = ax.collections[0]
+    colours = mesh.cmap(mesh.norm(np.asarray(mesh.get_array()).ravel()))
+    assert len(np.unique(colours.round(3), axis=0)) > 20  # 45 cells, many colours
+    assert mesh.norm.vmin == 0 and mesh.norm.vmax == 1
+
+
+def test_phase_diagram_warns_outside_the_colour_range_and_checks_shapes():
+    values = np.linspace(0, 2, 12).reshape(3, 4)
+    with pytest.warns(UserWarning, match="4 of 12 values lie outside the colour range"):
+        plot.phase_diagram(np.arange(4.0), [1.0, 2.0, 3.0], values, vmin=0, vmax=1.3)
+    with pytest.warns(UserWarning, match="<= 0"):
+        plot.phase_diagram(np.arange(4.0), [1.0, 2.0, 3.0], values, log=True)
+    with pytest.raises(ValueError, match="`values` must have shape"):
+        plot.phase_diagram(np.arange(5.0), [1.0, 2.0, 3.0], values)
+    with pytest.raises(ValueError, match="beta_axis"):
+        plot.phase_diagram(np.arange(4.0), [1.0, 2.0, 3.0], values, beta_axis="loglog")
+    fig = plot.phase_diagram(np.arange(4.0), [1.0, 2.0, 3.0], values, beta_axis="log")
+    ax = fig.axes[0]
+    assert ax.get_yscale() == "log"
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels == ["1", "2", "3"]  # plain numbers, not 10^0 mathtext
+
+
+def test_every_figure_passes_keywords_to_matplotlib():
+    traj = _trajectory(2)
+    fig = plot.circle_trajectory(traj, color="k")
+    assert all(line.get_color() == "k" for line in fig.axes[0].lines)
+    fig = plot.energy_curve(traj.ts, jnp.arange(9.0), lw=4)
+    assert fig.axes[0].lines[0].get_linewidth() == 4
+    fig = plot.phase_diagram(np.arange(3.0), [1.0, 2.0], np.ones((2, 3)), cmap="magma")
+    assert fig.axes[0].collections[0].cmap.name == "magma"
+    fig = plot.sweep_curve([1, 2, 4], [3, 2, 1], marker="s")
+    assert fig.axes[0].lines[0].get_marker() == "s"
 
 
 def test_largest_mass_with_bound_and_limit():
@@ -92,14 +145,26 @@ def test_largest_mass_with_bound_and_limit():
 def test_entropy_curves_and_panels():
     betas = np.geomspace(0.1, 100, 20)
     H = np.stack([np.linspace(1, 0, 20), np.linspace(1, 0.1, 20)])
-    fig = plot.entropy_curves(betas, H, [256, 4096], predicted=[3.0, 4.0], measured=[2.5, 3.5])
+    ns = [256, 4096]
+    raw = H * np.log(ns)[:, None]  # entropies in nats
+    fig = plot.entropy_curves(betas, raw, ns, predicted=[3.0, 4.0], measured=[2.5, 3.5])
     ax = fig.axes[0]
     assert ax.get_xscale() == "log" and len(ax.lines) == 6  # 2 curves, 2 laws, 2 dots
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), H[0])  # divided by log n here
+    assert ax.get_legend().get_title().get_text() == "dashed: law, dot: beta*_n"
+    fig = plot.entropy_curves(betas, H, ns, normalised=True)
+    assert fig.axes[0].get_legend().get_title().get_text() == ""  # no law, no dot: no key
+    np.testing.assert_allclose(fig.axes[0].lines[1].get_ydata(), H[1])
+    with pytest.raises(ValueError, match="at most log n"):
+        plot.entropy_curves(betas, raw, ns, normalised=True)  # nats passed as normalised
+    with pytest.raises(ValueError, match="shape"):
+        plot.entropy_curves(betas, raw[:1], ns)
     fig = plot.entropy_panels(
         np.stack([betas] * 4),
         np.stack([H] * 4),
-        [256, 4096],
+        ns,
         ["a", "b", "c", "d"],
+        normalised=True,
         predicted=np.ones((4, 2)),
         measured=np.ones((4, 2)),
     )

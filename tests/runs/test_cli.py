@@ -97,7 +97,8 @@ def test_sweep_and_localisation_small(tmp_path):
     assert main([*args, "--save-every", "10", "--quiet", "--out", str(out)]) == 0
     run = load_run(out)
     assert run["counts"].shape == (2, 2, 3) and run["final"].shape == (2, 2, 8, 2)
-    assert (out / "phase_diagram.png").is_file() and (out / "largest_mass.png").is_file()
+    for name in ("phase_diagram.png", "largest_mass_map.png", "largest_mass.png"):
+        assert (out / name).is_file(), name
     loc = tmp_path / "loc"
     args = ["critical", "--mode", "localisation", "--n", "16", "--dims", "2", "--betas", "1"]
     assert main([*args, "--seeds", "1", "--max-steps", "200", "--quiet", "--out", str(loc)]) == 0

@@ -1,5 +1,5 @@
 """`meanfield sweep`: an ensemble over betas x seeds, cluster counts and the largest mass
-over (t, beta), and the phase-diagram figures.
+over (t, beta), and the figures: both (t, beta) maps and the final largest mass per beta.
 """
 
 from __future__ import annotations
@@ -98,9 +98,21 @@ def _sweep_figures(cfg, arrays, bounds, out, files) -> None:
         arrays["ts"],
         arrays["betas"],
         arrays["counts"],
+        label="mean number of clusters",
+        log=True,
         title=f"Clusters over (t, beta): {title}, {cfg['seeds']} seeds",
     )
     _save_fig(fig, out, "phase_diagram.png", files)
+    fig = plot.phase_diagram(
+        arrays["ts"],
+        arrays["betas"],
+        arrays["largest_mass"],
+        label="mean largest-cluster mass",
+        vmin=0.0,
+        vmax=1.0,
+        title=f"Largest cluster over (t, beta): {title}, {cfg['seeds']} seeds",
+    )
+    _save_fig(fig, out, "largest_mass_map.png", files)
     fig = plot.largest_mass(
         arrays["betas"],
         arrays["largest_mass"][:, :, -1],

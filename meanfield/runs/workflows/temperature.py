@@ -79,6 +79,7 @@ def run_temperature(cfg: dict, out: Path, quiet: bool = False):
             list(cfg["families"]),
             predicted=arrays["predicted"],
             measured=np.median(arrays["beta_star"], axis=-1),
+            normalised=True,
         )
         _save_fig(fig, out, "entropy.png", files)
         fig = plot.critical_ratios(ns, {k: v["ratio"] for k, v in table.items()})
