@@ -1,5 +1,11 @@
 """Ensembles: many independent systems from uniform initial conditions, over seeds and
-betas, in one compilation (a vmap over PRNG keys and over beta around one scan)."""
+betas, in one compilation.
+
+The loop is outside the batch: one `lax.scan` (`_steps.scan_saves`) whose step moves every
+system at once, the velocity vmapped over seeds (and betas) inside the step. So the whole
+(betas x seeds) batch is one fused computation per step, with no per-system loop, and the
+progress reports (`progress=True`) are one callback per report for the whole ensemble.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +17,10 @@ from jaxtyping import PRNGKeyArray
 
 from .._validation import check_int, check_positive_scalar
 from ..sphere import uniform_sphere
+from ._progress import meter, reports_for
 from ._results import Trajectory
-from ._single import as_traced, check_run, check_step_representable, integrate_scan, with_beta
+from ._single import as_traced, check_run, check_step_representable, with_beta
+from ._steps import make_step, scan_saves
 
 
 def prepare_ensemble(model, key, *, n, d, seeds, dt, steps, betas, m, method, save_every, dtype):
@@ -59,6 +67,7 @@ def ensemble(
     method: str = "euler",
     save_every: int | None = None,
     dtype=None,
+    progress: bool = False,
 ) -> Trajectory:
     """Run `seeds` independent systems from uniform initial conditions, for every beta.
 
@@ -68,6 +77,7 @@ def ensemble(
     - `n`, `d`: particles per system and ambient dimension; `seeds`: number of systems.
     - `dt`, `steps`, `m`, `method`, `save_every`: as in `integrate`.
     - `betas`: (B,) inverse temperatures (default: model.beta only); `dtype`: of the points.
+    - `progress`: a progress line on stderr (step, t, the max speed over all systems).
 
     **Returns:** a `Trajectory` with xs of shape (B, seeds, saves, n, d) (or
     (seeds, saves, n, d) when betas is None). One compilation for all systems and betas.
@@ -86,13 +96,26 @@ def ensemble(
         save_every=save_every,
         dtype=dtype,
     )
-    return _ensemble(model, X0s, m, dt, steps, save_every, method, betas)
+    reports = reports_for(progress, steps)
+    systems = X0s.shape[0] * (1 if betas is None else len(betas))
+    with meter(reports, f"ensemble of {systems}") as bar:
+        return bar.done(_ensemble(model, X0s, m, dt, steps, save_every, method, betas, reports))
+
+
+def batched_field(model, m, betas):
+    """The velocity of every system at once: (seeds, n, d) -> (seeds, n, d), or with
+    betas (B,) (B, seeds, n, d) -> (B, seeds, n, d)."""
+    over_seeds = lambda mdl, Xs: jax.vmap(lambda X: mdl.vector_field(0.0, X, m))(Xs)
+    if betas is None:
+        return lambda Xs: over_seeds(model, Xs)
+    return lambda Xs: jax.vmap(lambda b, X: over_seeds(with_beta(model, b), X))(betas, Xs)
 
 
 @eqx.filter_jit
-def _ensemble(model, X0s, m, dt, steps, save_every, method, betas):
-    run = lambda mdl, X0: integrate_scan(mdl, X0, m, dt, steps, save_every, method)
-    over_seeds = jax.vmap(run, in_axes=(None, 0))
-    if betas is None:
-        return over_seeds(model, X0s)
-    return jax.vmap(lambda b: over_seeds(with_beta(model, b), X0s))(betas)
+def _ensemble(model, X0s, m, dt, steps, save_every, method, betas, reports=None):
+    if betas is not None:
+        X0s = jnp.broadcast_to(X0s, (betas.shape[0], *X0s.shape))
+    field = batched_field(model, m, betas)
+    traj = scan_saves(make_step(method), field, X0s, dt, steps, save_every, reports=reports)
+    xs = jnp.moveaxis(traj.xs, 0, -3)  # (saves, ..., n, d) -> (..., saves, n, d)
+    return Trajectory(jnp.broadcast_to(traj.ts, xs.shape[:-2]), xs)

@@ -17,6 +17,7 @@ from jaxtyping import Array, Float
 
 from .._validation import check_int, check_positive_scalar, is_concrete
 from ..kernels import max_exponent
+from ._progress import meter, reports_for
 from ._results import StopResult, Trajectory
 from ._steps import make_step, run_until, scan_saves
 
@@ -27,9 +28,10 @@ def field_of(model, m):
 
 
 @eqx.filter_jit
-def integrate_scan(model, X0, m, dt, steps: int, save_every: int, method: str):
+def integrate_scan(model, X0, m, dt, steps: int, save_every: int, method: str, reports=None):
     dt = jnp.asarray(dt, X0.dtype)
-    return scan_saves(make_step(method), field_of(model, m), X0, dt, steps, save_every)
+    step = make_step(method)
+    return scan_saves(step, field_of(model, m), X0, dt, steps, save_every, reports=reports)
 
 
 def check_step_representable(model, dt, dtype) -> None:
@@ -78,6 +80,7 @@ def integrate(
     m=None,
     method: str = "euler",
     save_every: int | None = None,
+    progress: bool = False,
 ) -> Trajectory:
     """Integrate dX/dt = model.velocity(X, m) from X0 for `steps` steps of size `dt`.
 
@@ -90,6 +93,8 @@ def integrate(
     - `method`: "euler", "rk4" or "geodesic" (see `meanfield.integrate._steps`).
     - `save_every`: steps between saved states (must divide `steps`; None: save only the
       initial and final states).
+    - `progress`: show a progress line on stderr (step, t, max speed, steps/s) while the
+      compiled loop runs (see `meanfield.integrate._progress`).
 
     **Returns:** a `Trajectory` with steps // save_every + 1 saved states (t = 0 included);
     `.final` is the last. Compiles once per (shapes, dtype, steps, save_every, method,
@@ -97,11 +102,14 @@ def integrate(
     """
     X0, m, steps, save_every = check_run(model, X0, m, dt, steps, save_every, method)
     model = model.resolve_kernel(*X0.shape, dtype=X0.dtype)
-    return integrate_scan(model, X0, m, as_traced(dt, X0.dtype), steps, save_every, method)
+    dt = as_traced(dt, X0.dtype)
+    reports = reports_for(progress, steps)
+    with meter(reports, "integrate") as bar:
+        return bar.done(integrate_scan(model, X0, m, dt, steps, save_every, method, reports))
 
 
 @eqx.filter_jit
-def _integrate_while(model, X0, m, dt, max_steps, tol, method: str, check_every: int):
+def _integrate_while(model, X0, m, dt, max_steps, tol, method: str, check_every: int, reports=None):
     field = field_of(model, m)
     dt = jnp.asarray(dt, X0.dtype)
     tol = jnp.asarray(tol, X0.dtype)
@@ -114,6 +122,7 @@ def _integrate_while(model, X0, m, dt, max_steps, tol, method: str, check_every:
         check_every=check_every,
         measure=lambda X: jnp.max(jnp.linalg.norm(field(X), axis=-1)),
         done=lambda speed, _: speed <= tol,
+        reports=reports,
     )
     return StopResult(X, k, k * dt, speed, speed <= tol)
 
@@ -128,12 +137,13 @@ def integrate_until(
     m=None,
     method: str = "euler",
     check_every: int = 10,
+    progress: bool = False,
 ) -> StopResult:
     """Integrate until max_i |dx_i/dt| <= tol (checked every `check_every` steps) or
     `max_steps` is reached (`lax.while_loop`: the step count is data-dependent).
 
-    **Arguments:** as `integrate`, with `tol` (the speed threshold), `max_steps` and
-    `check_every` instead of `steps` / `save_every`.
+    **Arguments:** as `integrate` (`progress` included), with `tol` (the speed threshold),
+    `max_steps` and `check_every` instead of `steps` / `save_every`.
 
     **Returns:** a `StopResult` (`final`, `steps`, `t`, `max_speed`, `converged`).
     """
@@ -143,7 +153,12 @@ def integrate_until(
     check_every = check_int(check_every, "check_every")
     dt, tol = as_traced(dt, X0.dtype), as_traced(tol, X0.dtype)
     model = model.resolve_kernel(*X0.shape, dtype=X0.dtype)
-    return _integrate_while(model, X0, m, dt, max_steps, tol, method, check_every)
+    reports = reports_for(progress, max_steps, check_every)
+    with meter(reports, "integrate_until") as bar:
+        res = _integrate_while(model, X0, m, dt, max_steps, tol, method, check_every, reports)
+        if reports is None:
+            return res
+        return bar.done(res, steps=int(res.steps), t=float(res.t), speed=float(res.max_speed))
 
 
 def stepper(model, *, dt, method: str = "euler", m=None):

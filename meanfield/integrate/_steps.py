@@ -22,6 +22,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from ..sphere import exp_map, retract
+from ._progress import report
 from ._results import Trajectory
 
 METHODS = ("euler", "rk4", "geodesic")
@@ -61,27 +62,40 @@ def blew_up(xs):
     return ~jnp.all(jnp.isfinite(xs)) | jnp.any(jnp.abs(norms - 1) > 0.5)
 
 
-def advance(step, field, X, dt, length: int):
-    """`length` steps from X (one `lax.scan`)."""
-    X, _ = lax.scan(lambda Y, _: (step(field, Y, dt), None), X, None, length=length)
+def advance(step, field, X, dt, length: int, *, k=0, reports=None):
+    """`length` steps from X (one `lax.scan`); `k`: steps done before (for the progress
+    reports, see `_progress.report`; none when `reports` is None)."""
+    if reports is None:
+        X, _ = lax.scan(lambda Y, _: (step(field, Y, dt), None), X, None, length=length)
+        return X
+
+    def body(Y, j):
+        Z = step(field, Y, dt)
+        report(reports, j, dt, Y, Z)
+        return Z, None
+
+    X, _ = lax.scan(body, X, k + 1 + jnp.arange(length))
     return X
 
 
-def scan_saves(step, field, X0, dt, steps: int, save_every: int, *, check: bool = True):
+def scan_saves(
+    step, field, X0, dt, steps: int, save_every: int, *, check: bool = True, reports=None
+):
     """`steps` steps from X0, saving every `save_every`.
 
-    **Arguments:** `step` (from `make_step`), `field` X -> (n, d), `X0` (n, d), `dt`,
-    `steps`, `save_every` (divides steps; static), `check`: raise through `eqx.error_if`
-    if the run blew up (NaN, inf, or rows off the sphere).
+    **Arguments:** `step` (from `make_step`), `field` X -> (n, d), `X0` (n, d) (or any
+    batch (..., n, d) with a field over it), `dt`, `steps`, `save_every` (divides steps;
+    static), `check`: raise through `eqx.error_if` if the run blew up (NaN, inf, or rows
+    off the sphere); `reports`: progress reports (`_progress.Reports`, static) or None.
 
     **Returns:** a `Trajectory` with steps // save_every + 1 states (X0 first).
     """
 
-    def outer(X, _):
-        X = advance(step, field, X, dt, save_every)
+    def outer(X, i):
+        X = advance(step, field, X, dt, save_every, k=i * save_every, reports=reports)
         return X, X
 
-    _, xs = lax.scan(outer, X0, None, length=steps // save_every)
+    _, xs = lax.scan(outer, X0, jnp.arange(steps // save_every))
     xs = jnp.concatenate([X0[None], xs], axis=0)
     if check:
         xs = eqx.error_if(xs, blew_up(xs), BLOWUP)
@@ -89,7 +103,9 @@ def scan_saves(step, field, X0, dt, steps: int, save_every: int, *, check: bool 
     return Trajectory(ts, xs)
 
 
-def run_until(step, field, X0, dt, *, max_steps, check_every: int, measure, done, prev=None):
+def run_until(
+    step, field, X0, dt, *, max_steps, check_every: int, measure, done, prev=None, reports=None
+):
     """Blocks of `check_every` steps until `done(measure(X), previous measure)` or
     `max_steps`.
 
@@ -102,6 +118,8 @@ def run_until(step, field, X0, dt, *, max_steps, check_every: int, measure, done
     - `done`: (measure, previous measure) -> bool scalar, the stopping rule.
     - `prev`: the "previous measure" before the first block (default measure(X0), so a
       start that already satisfies the rule takes no step).
+    - `reports`: progress reports (`_progress.Reports`, static; multiples of check_every)
+      or None.
 
     **Returns:** (X, steps taken, measure at X).
     """
@@ -114,7 +132,7 @@ def run_until(step, field, X0, dt, *, max_steps, check_every: int, measure, done
 
     def body(state):
         X, k, aux, _ = state
-        X = advance(step, field, X, dt, check_every)
+        X = advance(step, field, X, dt, check_every, k=k, reports=reports)
         return X, k + check_every, measure(X), aux
 
     X, k, aux, _ = lax.while_loop(cond, body, (X0, jnp.asarray(0), aux0, prev))
