@@ -17,6 +17,7 @@ class Progress:
         self.total, self.label, self.quiet = max(int(total), 1), label, quiet
         self.stream = stream if stream is not None else sys.stderr
         self.done, self.start, self._printed = 0, time.perf_counter(), -1
+        self.status = ""  # live figures after the bar (steps, t, max speed)
         self._tty = hasattr(self.stream, "isatty") and self.stream.isatty()
         self._draw()
 
@@ -29,6 +30,8 @@ class Progress:
         self._printed = int(10 * frac)
         bar = "#" * int(20 * frac) + "-" * (20 - int(20 * frac))
         line = f"{self.label} [{bar}] {self.done}/{self.total}  {self.elapsed:.1f} s"
+        if self.status:
+            line += f"  {self.status}"
         end = "\n" if (final or not self._tty) else ""
         self.stream.write(("\r" if self._tty else "") + line + end)
         self.stream.flush()
@@ -37,7 +40,10 @@ class Progress:
     def elapsed(self) -> float:
         return time.perf_counter() - self.start
 
-    def update(self, k: int = 1) -> None:
+    def update(self, k: int = 1, status: str | None = None) -> None:
+        """Advance by k; `status` replaces the live figures shown after the bar."""
+        if status is not None:
+            self.status = status
         self.done = min(self.done + k, self.total)
         if self.done < self.total:
             self._draw()

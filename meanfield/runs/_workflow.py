@@ -119,7 +119,10 @@ def integrate_chunked(
         parts.append(traj.xs[1:])
         X = traj.xs[-1]
         if progress is not None:
-            progress.update()
+            done = save_every * (len(parts) - 1) * per
+            speed = float(jnp.max(jnp.linalg.norm(model.velocity(X, m), axis=-1)))
+            t = done * float(dt)
+            progress.update(status=f"step {done}/{steps}  t = {t:.4g}  max speed {speed:.2e}")
     xs = jnp.concatenate(parts, axis=0)
     ts = jnp.asarray(dt, X0.dtype) * save_every * jnp.arange(saves + 1, dtype=X0.dtype)
     return Trajectory(ts, xs)

@@ -109,16 +109,15 @@ def run_critical(cfg: dict, out: Path, quiet: bool = False):
         return _run_localisation(cfg, out, quiet)
 
     model, mcfg, X0 = _critical_start(cfg)
-    with Progress(1, "flow to stationarity", quiet=quiet) as bar:
-        res = integrate_until(
-            model,
-            jnp.asarray(X0),
-            dt=cfg["dt"],
-            tol=cfg["speed_tol"],
-            max_steps=cfg["max_steps"],
-            check_every=cfg["check_every"],
-        )
-        bar.update()
+    res = integrate_until(
+        model,
+        jnp.asarray(X0),
+        dt=cfg["dt"],
+        tol=cfg["speed_tol"],
+        max_steps=cfg["max_steps"],
+        check_every=cfg["check_every"],
+        progress=not quiet,  # live steps, t and max speed on stderr
+    )
     beta = float(mcfg["beta"])
     tol = cluster_tolerance(cfg, beta)
     atoms = cluster(res.final, tol=tol)
