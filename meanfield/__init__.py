@@ -17,6 +17,7 @@ __version__ = "0.1.0"  # before the subpackages: the run environment records it
 from . import atoms, critical, dynamics, kernels, plot, runs, sphere, temperature, transformer
 from .atoms import Atoms, cluster
 from .critical import (
+    certify,
     find_critical_point,
     is_stable,
     is_strictly_stable,
@@ -78,6 +79,7 @@ __all__ = [
     "stepper",
     # atoms and critical points
     "Atoms",
+    "certify",
     "cluster",
     "find_critical_point",
     "is_stable",

@@ -37,7 +37,6 @@ from .sphere import retract
 
 __all__ = [
     "BLOCK",
-    "DEFAULT_TOL",
     "Atoms",
     "cluster",
     "cluster_count",
@@ -46,16 +45,14 @@ __all__ = [
     "largest_cluster_mass",
 ]
 
-DEFAULT_TOL = 1e-2
-"""Default angular tolerance (radians) for linking two particles into one atom."""
-
 
 def default_tolerance(beta, scale: float = 0.1, max_tol: float = 0.2):
     """The beta-aware linking tolerance min(scale / sqrt(beta), max_tol) (radians).
 
     Atoms of the mean-field energy have width O(1 / sqrt(beta)) (the kernel's scale), so a
     fixed tolerance either merges distinct atoms at small beta or splits one at large beta.
-    This is the rule of the CLI (`--cluster-tol auto`) and of the localisation study.
+    This is the one default of the library: `cluster(X, beta=...)`, `mf.certify`, the CLI
+    (`--cluster-tol auto`), the sweeps and the localisation study all use it.
 
     **Arguments:** `beta` (traced or concrete, any shape); `scale`; `max_tol` (radians).
 
@@ -221,14 +218,25 @@ def cluster_padded(
     )
 
 
-def _check(X, m, tol):
+def _check(X, m, tol, beta):
+    """Checked (X, m) and the tolerance: `tol`, or `default_tolerance(beta)`."""
     X = check_points(X, "X")
     m = check_masses(m, X.shape[0], X.dtype)
+    if tol is None:
+        if beta is None:
+            raise ValueError(
+                "Pass `tol` (radians) or `beta` (the model's inverse temperature, for the "
+                "default tolerance min(0.1 / sqrt(beta), 0.2))."
+            )
+        check_positive_scalar(beta, "beta")
+        tol = default_tolerance(jnp.asarray(beta, X.dtype))
     check_positive_scalar(tol, "tol")
-    return X, m
+    return X, m, jnp.asarray(tol, X.dtype)
 
 
-def cluster(X: Float[Array, "n d"], m: Float[Array, " n"] | None = None, tol=DEFAULT_TOL) -> Atoms:
+def cluster(
+    X: Float[Array, "n d"], m: Float[Array, " n"] | None = None, tol=None, *, beta=None
+) -> Atoms:
     """Cluster the weighted particles (X, m) into atoms (connected components, see module).
 
     **Arguments:**
@@ -236,16 +244,17 @@ def cluster(X: Float[Array, "n d"], m: Float[Array, " n"] | None = None, tol=DEF
     - `X`: (n, d) points on S^{d-1}.
     - `m`: (n,) non-negative masses summing to 1 (uniform 1/n if None).
     - `tol`: angular linking tolerance in radians, > 0: particles at angle <= tol are in
-      the same atom (transitively); tol >= pi gives a single atom. For a beta-aware
-      choice see `default_tolerance(beta)`.
+      the same atom (transitively); tol >= pi gives a single atom.
+    - `beta`: the inverse temperature of the model, for the default tolerance
+      `default_tolerance(beta)` = min(0.1 / sqrt(beta), 0.2) when `tol` is not given.
 
     **Returns:** `Atoms` with k = number of atoms rows, sorted by decreasing mass:
     locations (k, d), masses (k,), labels (n,), diameters (k,), count. Eager (the output
     shape depends on the data); inside jit/vmap use `cluster_padded`, `cluster_count` or
     `largest_cluster_mass`.
     """
-    X, m = _check(X, m, tol)
-    atoms = cluster_padded(X, m, jnp.asarray(tol, X.dtype))
+    X, m, tol = _check(X, m, tol, beta)
+    atoms = cluster_padded(X, m, tol)
     k = int(atoms.count)
     return Atoms(
         locations=atoms.locations[:k],
@@ -256,19 +265,21 @@ def cluster(X: Float[Array, "n d"], m: Float[Array, " n"] | None = None, tol=DEF
     )
 
 
-def cluster_count(X: Float[Array, "n d"], m=None, tol=DEFAULT_TOL) -> Int[Array, ""]:
+def cluster_count(X: Float[Array, "n d"], m=None, tol=None, *, beta=None) -> Int[Array, ""]:
     """Number of atoms of (X, m) at angular tolerance `tol` (jit-friendly).
 
     **Arguments:** as `cluster`. **Returns:** a scalar int array.
     """
-    X, m = _check(X, m, tol)
-    return cluster_padded(X, m, jnp.asarray(tol, X.dtype)).count
+    X, m, tol = _check(X, m, tol, beta)
+    return cluster_padded(X, m, tol).count
 
 
-def largest_cluster_mass(X: Float[Array, "n d"], m=None, tol=DEFAULT_TOL) -> Float[Array, ""]:
+def largest_cluster_mass(
+    X: Float[Array, "n d"], m=None, tol=None, *, beta=None
+) -> Float[Array, ""]:
     """Mass of the heaviest atom of (X, m) at angular tolerance `tol` (jit-friendly).
 
     **Arguments:** as `cluster`. **Returns:** a scalar array.
     """
-    X, m = _check(X, m, tol)
-    return cluster_padded(X, m, jnp.asarray(tol, X.dtype)).largest_mass
+    X, m, tol = _check(X, m, tol, beta)
+    return cluster_padded(X, m, tol).largest_mass

@@ -50,9 +50,11 @@ functions here use the energy's gradient, i.e. the USA field, unless `field="mod
 is passed to `stationarity_residual` (the model's own velocity, also for "general").
 
 Modules: `_units` (normalised energy, first variation, residual), `_hessians`,
-`_stability` (certificates), `_refine` (Newton, searches), `_mass_bound` (d = 2 bound).
+`_stability` (certificates), `_refine` (Newton, searches), `_mass_bound` (d = 2 bound),
+`_certify` (`certify`: flow, cluster, refine and certify in one call).
 """
 
+from ._certify import Certificate, certify, certify_atoms
 from ._hessians import rotation_modes, splitting_hessian, tangent_basis, transport_hessian
 from ._mass_bound import MASS_BOUND_LIMIT, concavity_angle, global_maximiser, mass_bound
 from ._refine import METHODS, CriticalPoint, find_critical_point, newton_refine
@@ -62,8 +64,11 @@ from ._units import stationarity_residual
 __all__ = [
     "MASS_BOUND_LIMIT",
     "METHODS",
+    "Certificate",
     "CriticalPoint",
     "StabilityReport",
+    "certify",
+    "certify_atoms",
     "concavity_angle",
     "find_critical_point",
     "global_maximiser",

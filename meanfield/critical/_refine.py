@@ -63,6 +63,8 @@ def _newton_step(model, X, m, max_step, modes):
     x_i <- exp_{x_i}(E_i xi_i); the step is scaled so that max_i |xi_i| <= max_step.
     """
     k, d = X.shape
+    if modes.shape[1] == 0:  # every direction is a rotation (one atom, no perceptron)
+        return X
     E = jax.vmap(tangent_basis)(X)
     G = jnp.einsum("iap,ia->ip", E, _euclidean_grads(model, X, m))
     sq = jnp.sqrt(m)

@@ -7,21 +7,13 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import equinox as eqx
-import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 
 from ... import plot
 from ...atoms import cluster
-from ...critical import (
-    MASS_BOUND_LIMIT,
-    mass_bound,
-    newton_refine,
-    stability_report,
-    stationarity_residual,
-)
+from ...critical import MASS_BOUND_LIMIT, certify_atoms, mass_bound
 from ...integrate import integrate_until
 from ...sphere import uniform_sphere
 from ...studies.localisation import run_study
@@ -31,60 +23,16 @@ from .._run import load_run
 from .._workflow import _dtype, _save_fig, build_model, cluster_tolerance
 
 
-def _to_float64(tree):
-
-    return jax.tree_util.tree_map(
-        lambda a: jnp.asarray(a, jnp.float64) if eqx.is_inexact_array(a) else a, tree
-    )
-
-
-def certify_atoms(model, locations, masses, *, newton_iter: int = 30) -> tuple[dict, dict]:
-    """Newton-refine atoms (X, m) to a critical point and certify it, in float64.
-
-    Returns (results, arrays): residuals before and after Newton (model units), the Newton
-    displacement, the `stability_report` verdicts and largest eigenvalues; arrays refined
-    (k, d), splitting_eigenvalues (k, d-1), transport_eigenvalues (K,).
-    """
-
-    with jax.enable_x64(True):
-        mdl = _to_float64(model)
-        X = np.asarray(locations, np.float64)
-        X = jnp.asarray(X / np.linalg.norm(X, axis=1, keepdims=True))
-        m = np.asarray(masses, np.float64)
-        m = jnp.asarray(m / m.sum())
-        before = float(stationarity_residual(mdl, X, m))
-        if newton_iter > 0:
-            cp = newton_refine(mdl, X, m, max_iter=newton_iter)
-            Xr, newton_ok = cp.X, bool(cp.converged)
-        else:
-            Xr, newton_ok = X, False
-        rep = stability_report(mdl, Xr, m)
-        moved = float(jnp.max(jnp.linalg.norm(Xr - X, axis=1)))
-    split, trans = rep.splitting_eigenvalues, rep.transport_eigenvalues
-    results = {
-        "atoms": int(X.shape[0]),
-        "masses": [float(v) for v in np.asarray(m)],
-        "residual_before_newton": before,
-        "residual": float(rep.residual),
-        "grad_tol": float(rep.grad_tol),
-        "newton_converged": newton_ok,
-        "newton_displacement": moved,
-        "stationary": bool(rep.stationary),
-        "splitting_stable": bool(rep.splitting_stable),
-        "transport_stable": bool(rep.transport_stable),
-        "stable": bool(rep.stable),
-        "strictly_stable": bool(rep.strictly_stable),
-        "max_splitting_eigenvalue": float(split.max()) if split.size else None,
-        "max_transport_eigenvalue": float(trans.max()) if trans.size else None,
-        "eigenvalue_tol": float(rep.tol),
-        "modulo_rotations": bool(rep.modulo_rotations),
-    }
+def certify_atoms_arrays(model, locations, masses, *, newton_iter: int = 30):
+    """`critical.certify_atoms` in float64 as (results, arrays): the certificate's numbers
+    and the arrays refined (k, d), splitting_eigenvalues (k, d-1), transport_eigenvalues."""
+    cert = certify_atoms(model, locations, masses, newton_iter=newton_iter)
     arrays = {
-        "refined": np.asarray(Xr),
-        "splitting_eigenvalues": np.asarray(split),
-        "transport_eigenvalues": np.asarray(trans),
+        "refined": cert.locations,
+        "splitting_eigenvalues": np.asarray(cert.report.splitting_eigenvalues),
+        "transport_eigenvalues": np.asarray(cert.report.transport_eigenvalues),
     }
-    return results, arrays
+    return cert.as_dict(), arrays
 
 
 def _critical_start(cfg):
@@ -122,7 +70,7 @@ def run_critical(cfg: dict, out: Path, quiet: bool = False):
     tol = cluster_tolerance(cfg, beta)
     atoms = cluster(res.final, tol=tol)
     with Progress(1, "certify atoms (float64)", quiet=quiet) as bar:
-        cert, cert_arrays = certify_atoms(
+        cert, cert_arrays = certify_atoms_arrays(
             model, atoms.locations, atoms.masses, newton_iter=cfg["newton_iter"]
         )
         bar.update()
