@@ -11,6 +11,7 @@ import math
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import jax.random as jr
 import numpy as np
 from jaxtyping import Array
 
@@ -34,6 +35,27 @@ def float_dtype(x) -> jnp.dtype:
     if not jnp.issubdtype(dtype, jnp.floating):
         dtype = jnp.result_type(float)
     return jnp.dtype(dtype)
+
+
+def as_key(key, name: str = "key"):
+    """A PRNG key from a key or an integer seed (`jax.random.PRNGKey(seed)`).
+
+    **Arguments:** `key`: a JAX PRNG key (raw uint32 (2,) or typed) or a Python / NumPy
+    integer; `name` for the error. **Returns:** the key. Raises ValueError for anything
+    else (a float, a batch of keys, a string).
+    """
+    if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+        return jr.PRNGKey(int(key))
+    if hasattr(key, "dtype") and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        if key.shape == ():
+            return key
+    elif hasattr(key, "shape") and tuple(key.shape) == (2,) and key.dtype == jnp.uint32:
+        return key
+    raise ValueError(
+        f"`{name}` must be a PRNG key (jax.random.PRNGKey(seed) or jax.random.key(seed)) or "
+        f"an integer seed; got {type(key).__name__} {getattr(key, 'shape', '')}".rstrip()
+        + "."
+    )
 
 
 def check_points(X, name: str = "X", *, on_sphere: bool = True, d: int | None = None):
@@ -64,6 +86,12 @@ def check_points(X, name: str = "X", *, on_sphere: bool = True, d: int | None = 
         err = float(np.max(np.abs(np.linalg.norm(Xh, axis=-1) - 1)))
         tol = sphere_tolerance(X.dtype)
         if err > tol:
+            columns = float(np.max(np.abs(np.linalg.norm(Xh, axis=0) - 1)))
+            if columns <= tol:
+                raise ValueError(
+                    f"`{name}` looks transposed: its {dim} columns are unit vectors, its {n} "
+                    f"rows are not. Points are rows, shape (n, d): pass `{name}.T`."
+                )
             raise ValueError(
                 f"`{name}` rows must lie on the unit sphere: max | |x_i| - 1 | = {err:.3g} "
                 f"exceeds the tolerance {tol:.2g} for {X.dtype}. Normalise with "

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ._validation import check_int
+from ._validation import as_key, check_int
 
 __all__ = [
     "angles_to_circle",
@@ -103,11 +103,12 @@ def geodesic(x: Float[Array, " d"], y: Float[Array, " d"], t: Float[Array, "..."
 def uniform_sphere(key: PRNGKeyArray, n: int, d: int, dtype=None) -> Float[Array, "n d"]:
     """n i.i.d. points uniform on S^{d-1}: normalised standard Gaussians.
 
-    **Arguments:** `key` a PRNG key; `n` >= 1 points; `d` >= 2 ambient dimension; `dtype`
-    (default: float64 when x64 is enabled, else float32).
+    **Arguments:** `key` a PRNG key (or an integer seed); `n` >= 1 points; `d` >= 2 ambient
+    dimension; `dtype` (default: float64 when x64 is enabled, else float32).
 
     **Returns:** (n, d) unit rows.
     """
+    key = as_key(key)
     n = check_int(n, "n")
     d = check_int(d, "d", minimum=2)
     z = jr.normal(key, (n, d), dtype=dtype if dtype is not None else jnp.result_type(float))

@@ -1,6 +1,7 @@
 """Bad input gets a clear error naming the argument, before any long computation."""
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
@@ -140,3 +141,32 @@ def test_blow_up_during_integration_is_an_error_not_a_silent_nan(getkey):
     run = eqx.filter_jit(lambda b: mf.integrate(mf.MeanField(b), X, dt=1e-3, steps=5).xs)
     with pytest.raises(Exception, match="NaN or inf"):
         run(jnp.float32(80.0)).block_until_ready()
+
+
+def test_an_integer_seed_is_a_key_everywhere_a_key_is_expected():
+    key = jax.random.PRNGKey(3)
+    np.testing.assert_array_equal(
+        np.asarray(mf.uniform_sphere(3, 5, 3)), np.asarray(mf.uniform_sphere(key, 5, 3))
+    )
+    np.testing.assert_array_equal(
+        np.asarray(mf.sample_scores("gaussian", 3, 16)),
+        np.asarray(mf.sample_scores("gaussian", key, 16)),
+    )
+    assert mf.Perceptron.random(np.int64(3), 3).a.shape == (3, 3)
+    kw = dict(n=4, d=2, seeds=2, dt=0.1, steps=2)
+    model = mf.MeanField(1.0, attention="sa")
+    np.testing.assert_array_equal(
+        np.asarray(mf.ensemble(model, 3, **kw).xs), np.asarray(mf.ensemble(model, key, **kw).xs)
+    )
+    assert mf.uniform_sphere(jax.random.key(0), 2, 2).shape == (2, 2)  # typed keys too
+    for bad in (1.5, "seed", True, jax.random.split(key, 3)):
+        with pytest.raises(ValueError, match="`key` must be a PRNG key"):
+            mf.uniform_sphere(bad, 2, 2)
+
+
+def test_transposed_points_get_a_hint():
+    X = mf.uniform_sphere(0, 64, 3)
+    with pytest.raises(ValueError, match=r"`X` looks transposed.*pass `X.T`"):
+        mf.MeanField(1.0).velocity(X.T)
+    with pytest.raises(ValueError, match="rows must lie on the unit sphere"):
+        mf.MeanField(1.0).velocity(2 * X)  # not a transpose: the plain message

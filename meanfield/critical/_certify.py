@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 
-from .._validation import check_int, check_positive_scalar
+from .._validation import as_key, check_int, check_positive_scalar
 from ..atoms import Atoms, cluster, default_tolerance
 from ..integrate import StopResult, integrate_until
 from ..sphere import project, retract
@@ -251,7 +251,7 @@ def certify(
     check_positive_scalar(perturb_scale, "perturb_scale")
     if cluster_tol is not None:
         check_positive_scalar(cluster_tol, "cluster_tol")
-    key = jr.PRNGKey(0) if key is None else key
+    key = jr.PRNGKey(0) if key is None else as_key(key)
     X0, m = model.check_inputs(X0, m, name="X0")  # in the caller's dtype
     with jax.enable_x64(name == "float64"):
         mdl = _cast(model, name)

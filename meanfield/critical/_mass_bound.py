@@ -16,7 +16,7 @@ import optax
 from jax import lax
 from jaxtyping import PRNGKeyArray
 
-from .._validation import check_int, check_positive_scalar
+from .._validation import as_key, check_int, check_positive_scalar
 from ..sphere import retract, uniform_sphere
 from ._refine import CriticalPoint, newton_refine
 from ._units import stationarity_residual
@@ -138,7 +138,7 @@ def global_maximiser(
         m = jnp.ones((1,), X.dtype)
         res = stationarity_residual(model, X, m)
         return CriticalPoint(X, m, res, jnp.asarray(0), jnp.asarray(True))
-    key = jr.PRNGKey(0) if key is None else key
+    key = jr.PRNGKey(0) if key is None else as_key(key)
     dd = p.dim
     dtype = p.a.dtype
     starts = jnp.concatenate([uniform_sphere(key, num_starts, dd, dtype=dtype), p.a, -p.a])

@@ -18,7 +18,7 @@ import jax.random as jr
 from jax.scipy.special import ndtr
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from .._validation import check_int, is_concrete
+from .._validation import as_key, check_int, is_concrete
 from ..sphere import project, uniform_sphere
 
 _INV_SQRT_2PI = 0.3989422804014327
@@ -122,11 +122,12 @@ class Perceptron(eqx.Module):
     ) -> Perceptron:
         """The paper's random perceptron: a_k uniform on S^{d-1}, omega_k ~ N(0, 1).
 
-        k defaults to d; biases are N(0, bias_scale^2) (zero by default, as in the paper).
+        k defaults to d; biases are N(0, bias_scale^2) (zero by default, as in the paper);
+        `key` a PRNG key or an integer seed.
         """
         d = check_int(d, "d", minimum=2)
         k = d if k is None else check_int(k, "k")
-        ka, kb, kw = jr.split(key, 3)
+        ka, kb, kw = jr.split(as_key(key), 3)
         dtype = dtype if dtype is not None else jnp.result_type(float)
         a = uniform_sphere(ka, k, d, dtype=dtype)
         b = bias_scale * jr.normal(kb, (k,), dtype=dtype)

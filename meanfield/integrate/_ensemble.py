@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import PRNGKeyArray
 
-from .._validation import check_int, check_positive_scalar
+from .._validation import as_key, check_int, check_positive_scalar
 from ..sphere import uniform_sphere
 from ._progress import meter, reports_for
 from ._results import Trajectory
@@ -32,7 +32,7 @@ def prepare_ensemble(model, key, *, n, d, seeds, dt, steps, betas, m, method, sa
     (model, X0s, m, dt, steps, save_every, betas or None).
     """
     seeds = check_int(seeds, "seeds")
-    keys = jr.split(key, seeds)
+    keys = jr.split(as_key(key), seeds)
     X0s = jax.vmap(lambda k: uniform_sphere(k, n, d, dtype=dtype))(keys)
     X0, m, steps, save_every = check_run(model, X0s[0], m, dt, steps, save_every, method)
     if betas is not None:
@@ -73,7 +73,8 @@ def ensemble(
 
     **Arguments:**
 
-    - `model`: a `MeanField`; `key`: PRNG key (system k starts from `jr.split(key, seeds)[k]`).
+    - `model`: a `MeanField`; `key`: PRNG key or integer seed (system k starts from
+      `jr.split(key, seeds)[k]`).
     - `n`, `d`: particles per system and ambient dimension; `seeds`: number of systems.
     - `dt`, `steps`, `m`, `method`, `save_every`: as in `integrate`.
     - `betas`: (B,) inverse temperatures (default: model.beta only); `dtype`: of the points.

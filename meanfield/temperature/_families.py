@@ -13,6 +13,7 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
+from .._validation import as_key
 from .._validation import is_concrete as _is_concrete
 
 #: Score families known to `sample_scores` and `predicted_critical_beta`, with their
@@ -26,6 +27,7 @@ FAMILIES: dict[str, dict[str, float]] = {
     "gumbel": {"sigma": 1.0},
     "exponential": {"sigma": 1.0},
     "uniform": {"sigma": 1.0},
+    "pareto": {"alpha": 2.0, "sigma": 1.0},
 }
 
 
@@ -44,7 +46,7 @@ def family_params(family: str, params: dict) -> dict:
     "sphere_cosine").
 
     **Raises:** `ValueError` if `family` is unknown, if `params` has a key the family does
-    not take, if sigma, p or c is not > 0, if rho is not in (-1, 1), if noise is negative,
+    not take, if sigma, p, c or alpha is not > 0, if rho is not in (-1, 1), if noise is negative,
     or if d is not an integer >= 2.
     """
     if family not in FAMILIES:
@@ -56,7 +58,7 @@ def family_params(family: str, params: dict) -> dict:
             f"it takes {sorted(FAMILIES[family])}."
         )
     out = {**FAMILIES[family], **params}
-    for name in ("sigma", "p", "c"):
+    for name in ("sigma", "p", "c", "alpha"):
         if name in out and _is_concrete(out[name]) and not float(out[name]) > 0:
             raise ValueError(f"`{name}` must be > 0 for family {family!r}; got {out[name]!r}.")
     if family == "planted_simplex":
@@ -133,6 +135,12 @@ def predicted_critical_beta(family: str, n: ArrayLike, **params) -> Float[Array,
     uniform(sigma)        of order n: kappa_1 n / sigma (same construction, a = 1, C = 1/sigma)
     gumbel(sigma)         of order 1: 1 / sigma (the tail hazard; the limit law of
     exponential(sigma)    beta*_n sigma has median ~1.00, by Monte Carlo)
+    pareto(alpha, sigma)  heavy tail P(s > x) = (x / sigma)^-alpha, x >= sigma: decreasing in n,
+                          log n / (sigma ((n / log 2)^(1/alpha) - 1)), to leading order
+                          (log 2)^(1/alpha) log n / (sigma n^(1/alpha)). The top score
+                          M ~ sigma (n / E)^(1/alpha), E ~ Exp(1), is far above the bulk, so
+                          the k = n - 1 term wins: beta*_n ~ log n / (M - sigma), at the
+                          median of M (rows fluctuate by the factor (E / log 2)^(1/alpha))
     ====================  ==================================================================
 
     The laws are asymptotic: at finite n, measured/predicted ratios approach 1 slowly (in
@@ -171,6 +179,9 @@ def predicted_critical_beta(family: str, n: ArrayLike, **params) -> Float[Array,
         return endpoint_law_constant(a) * (c * n) ** (1 / a)
     if family == "uniform":
         return endpoint_law_constant(1.0) * n / prm["sigma"]
+    if family == "pareto":
+        alpha = prm["alpha"]
+        return logn / (prm["sigma"] * ((n / math.log(2)) ** (1 / alpha) - 1))
     # gumbel, exponential
     return jnp.ones_like(n) / prm["sigma"]
 
@@ -204,6 +215,8 @@ def sample_scores(
     exponential(sigma=1)  sigma * Exp(1)
     uniform(sigma=1)      -sigma U, U ~ U(0, 1) (top endpoint 0), with twice the mantissa bits
                           (U1 + eps U2) so that the top gaps ~ sigma/n are resolved in float32
+    pareto(alpha=2,       sigma U^(-1/alpha): the heavy-tailed (Frechet domain) family,
+    sigma=1)              P(s > x) = (x / sigma)^-alpha for x >= sigma
     ====================  ==================================================================
 
     Tail-generated samples use uniforms with twice the mantissa bits (U1 + eps U2), so float32
@@ -213,7 +226,7 @@ def sample_scores(
     **Arguments:**
 
     - `family`: a key of `FAMILIES`.
-    - `key`: a JAX PRNG key.
+    - `key`: a JAX PRNG key, or an integer seed.
     - `n`: number of scores per row, a positive integer.
     - `rows`: number of rows, a positive integer, or None (default) for a single row.
     - `dtype`: a float dtype; None (default) for the default float dtype (float32 unless
@@ -232,7 +245,7 @@ def sample_scores(
         raise ValueError(f"`rows` must be None or a positive integer; got {rows!r}.")
     dtype = jnp.dtype(dtype) if dtype is not None else jnp.result_type(float)
     shape = (int(n),) if rows is None else (int(rows), int(n))
-    return _sample(family, key, shape, dtype, tuple(sorted(prm.items())))
+    return _sample(family, as_key(key), shape, dtype, tuple(sorted(prm.items())))
 
 
 def _fine_uniform(key, shape, dtype):
@@ -295,4 +308,6 @@ def _sample(family, key, shape, dtype, items):
         return prm["sigma"] * _fine_exponential(key, shape, dtype)
     if family == "uniform":
         return -prm["sigma"] * _fine_uniform(key, shape, dtype)
+    if family == "pareto":
+        return prm["sigma"] * _fine_uniform(key, shape, dtype) ** (-1.0 / prm["alpha"])
     raise AssertionError(family)  # pragma: no cover

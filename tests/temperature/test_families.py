@@ -123,3 +123,21 @@ def test_law_scales_with_sigma():
         np.testing.assert_allclose(
             predicted_critical_beta(fam, 1000, sigma=4.0), predicted_critical_beta(fam, 1000) / 4.0
         )
+
+
+def test_pareto_critical_scale_is_set_by_the_top_score():
+    """Heavy tail: the top score M ~ sigma (n / E)^(1/alpha) is far above the bulk, so the
+    k = n - 1 term wins, beta*_n = log(n - 1) / (M - min s), on almost every row; the law
+    is that at the median of M, decreasing in n like log n / n^(1/alpha)."""
+    n = 4096
+    s = sample_scores("pareto", jr.PRNGKey(5), n, rows=256, alpha=1.5, sigma=2.0)
+    exact = np.log(n - 1) / (np.asarray(s.max(-1)) - np.asarray(s.min(-1)))
+    hits = np.isclose(np.asarray(critical_beta(s)), exact, rtol=1e-9)
+    assert hits.mean() > 0.95
+    assert np.all(np.asarray(s) >= 2.0)  # support [sigma, inf)
+    law = np.asarray(predicted_critical_beta("pareto", np.array([2**8, 2**12, 2**16]), alpha=1.5))
+    assert np.all(np.diff(law) < 0)  # hotter with more keys, unlike every light tail
+    lead = math.log(2) ** (1 / 1.5) * math.log(2**16) / (2**16) ** (1 / 1.5)
+    assert law[-1] == pytest.approx(lead, rel=0.01)  # the leading order
+    with pytest.raises(ValueError, match="`alpha`"):
+        predicted_critical_beta("pareto", 100, alpha=0.0)
