@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import meanfield as mf
+
 # private: the report cap and the host-side meter are what is under test
 from meanfield.integrate._progress import MAX_REPORTS, StepMeter, reports_for
 
