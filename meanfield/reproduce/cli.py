@@ -1,4 +1,5 @@
-"""`meanfield reproduce NAME [--quick] [--out DIR] [--overwrite]` and `meanfield reproduce
+"""`meanfield reproduce NAME [--quick] [--out DIR] [--overwrite] [--quiet] [--device D]` and
+`meanfield reproduce
 --list`: replay a published experiment and write a run folder with the side-by-side report.
 
 Wired into `meanfield.runs.cli` by two lines: `add_parser(sub)` in `build_parser` (it sets the
@@ -41,6 +42,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--overwrite", action="store_true", help="replace --out if it already holds a run"
     )
+    p.add_argument("--quiet", action="store_true", help="print only disagreements and errors")
+    p.add_argument(
+        "--device", default="auto", choices=("auto", "cpu", "gpu"), help="device to run on"
+    )
     p.set_defaults(func=main)
     return p
 
@@ -78,19 +83,26 @@ def main(args) -> int:
     if occupied and not (out / "config.json").is_file():
         return _error(f"{out} is not a run folder; --overwrite replaces run folders only")
 
+    try:
+        name = getattr(args, "device", "auto")
+        device = jax.devices()[0] if name == "auto" else jax.devices(name)[0]
+    except RuntimeError:
+        have = ", ".join(sorted({d.platform for d in jax.devices()}))
+        return _error(f"--device {name}: JAX sees no {name} (it has {have})")
     t0 = time.perf_counter()
-    with jax.enable_x64(True):
+    with jax.enable_x64(True), jax.default_device(device):
         result = entry.run(quick=args.quick)
         seconds = time.perf_counter() - t0
         run = write_result(
             entry, result, out, seconds=seconds, quick=args.quick, overwrite=args.overwrite
         )
     bad = [r for r in result.rows if r.agrees is False]
-    print(
-        f"meanfield reproduce {entry.name}: {len(result.rows)} rows, "
-        f"{len(bad)} disagreeing; report.md, results.json, arrays.npz and "
-        f"{len(result.figures)} figure(s) in {run.path} ({seconds:.1f} s)"
-    )
-    for r in bad[:10]:
+    if not getattr(args, "quiet", False):
+        print(
+            f"meanfield reproduce {entry.name}: {len(result.rows)} rows, "
+            f"{len(bad)} disagreeing; report.md, results.json, arrays.npz and "
+            f"{len(result.figures)} figure(s) in {run.path} ({seconds:.1f} s)"
+        )
+    for r in bad[:10]:  # even with --quiet
         print(f"  disagrees: {r.section}: {r.quantity}: ours {r.ours}, theirs {r.theirs}")
     return 0 if not bad else 1

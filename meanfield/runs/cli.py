@@ -14,7 +14,7 @@
 Every option of simulate / sweep / critical / temperature / transformer / demo can also come
 from a TOML or JSON file (`--config FILE`, keys as in the saved config.json, flags override
 the file). The resolved config, with the JAX version, device, dtype and seed, is written to
-OUT/config.json next to arrays.npz and results.json (format: `meanfield.runs._runs`), atomically:
+OUT/config.json next to arrays.npz and results.json (format: `meanfield.runs._format`), atomically:
 an existing OUT is refused unless --overwrite (which replaces it whole), and a second run
 into the same OUT fails at once. Bad flags or config values give a one-line error and exit
 code 2 before anything is compiled (MEANFIELD_DEBUG=1 shows tracebacks).

@@ -178,3 +178,24 @@ def test_console_error_has_no_traceback():
 def test_help_on_every_subcommand(command, capsys):
     assert main([command, "--help"]) == 0
     assert "xample" in capsys.readouterr().out
+
+
+def test_every_subcommand_has_the_common_flags_and_every_kernel():
+    from meanfield.kernels import REGISTRY
+    from meanfield.runs.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command" or a.choices)
+    flags = {
+        name: {s for a in p._actions for s in a.option_strings} for name, p in sub.choices.items()
+    }
+    common = {"--out", "--quiet", "--overwrite"}
+    workflow = common | {"--config", "--seed", "--x64", "--device", "--plots"}
+    for name in ("simulate", "sweep", "critical", "temperature", "transformer", "demo"):
+        assert workflow <= flags[name], (name, workflow - flags[name])
+    assert common | {"--device"} <= flags["reproduce"]
+    for name in ("simulate", "sweep", "critical"):
+        kernel = next(a for a in sub.choices[name]._actions if "--kernel" in a.option_strings)
+        assert set(REGISTRY) <= set(kernel.choices or REGISTRY)
+    for k in REGISTRY:  # each name parses (the kernel's own checks run later, per size)
+        parser.parse_args(["simulate", "--kernel", k, "--out", "x"])
