@@ -35,30 +35,34 @@ def project(x: Float[Array, "... d"], v: Float[Array, "... d"]) -> Float[Array, 
     return v - jnp.sum(x * v, axis=-1, keepdims=True) * x
 
 
-def retract(x: Float[Array, "... d"]) -> Float[Array, "... d"]:
+def retract(x: Float[Array, "... d"], axis: int = -1) -> Float[Array, "... d"]:
     """Retraction onto the sphere by normalisation, x / |x|.
 
-    **Arguments:** `x` (..., d) non-zero vectors.
+    **Arguments:** `x` (..., d) non-zero vectors; `axis`: the coordinate axis (default
+    last; an ensemble in the lanes layout (d, n, systems) uses 0).
 
-    **Returns:** (..., d) unit vectors.
+    **Returns:** unit vectors, the shape of x.
     """
-    return x / jnp.linalg.norm(x, axis=-1, keepdims=True)
+    return x / jnp.linalg.norm(x, axis=axis, keepdims=True)
 
 
-def exp_map(x: Float[Array, "... d"], v: Float[Array, "... d"]) -> Float[Array, "... d"]:
+def exp_map(
+    x: Float[Array, "... d"], v: Float[Array, "... d"], axis: int = -1
+) -> Float[Array, "... d"]:
     """Riemannian exponential map exp_x(v) = cos|v| x + sin|v| v/|v|.
 
     Uses sinc so that v = 0 is smooth (and differentiable); the result is renormalised to
     remove rounding drift.
 
-    **Arguments:** `x` (..., d) unit points; `v` (..., d) tangent vectors at x.
+    **Arguments:** `x` (..., d) unit points; `v` (..., d) tangent vectors at x; `axis`
+    the coordinate axis (as in `retract`).
 
     **Returns:** (..., d), the point at geodesic distance |v| from x in direction v.
     """
-    norm = jnp.linalg.norm(v, axis=-1, keepdims=True)
+    norm = jnp.linalg.norm(v, axis=axis, keepdims=True)
     # jnp.sinc(t) = sin(pi t) / (pi t), so sin|v|/|v| = sinc(|v| / pi).
     y = jnp.cos(norm) * x + jnp.sinc(norm / jnp.pi) * v
-    return retract(y)
+    return retract(y, axis)
 
 
 def log_map(x: Float[Array, "... d"], y: Float[Array, "... d"]) -> Float[Array, "... d"]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
@@ -310,6 +311,57 @@ class MeanField(eqx.Module):
             else:
                 direction = project(X.astype(acc), Y @ self.value.astype(acc).T)
         return self._velocity_from_direction(X, L, direction)
+
+    def batched_velocity(self, Xs: Float[Array, "S n d"], m, betas=None) -> Array:
+        """Velocities of S independent systems at once, without input checks (an
+        ensemble's step): Xs (S, n, d), masses m (n,) shared, betas (S,) one inverse
+        temperature per system (default: this model's beta for all).
+
+        The kernel computes the batch in one pass (`batched_tangent_stats`; `Lanes` puts
+        the systems on the vector lanes); the rest is per system. **Returns:** (S, n, d).
+        """
+        S = Xs.shape[0]
+        betas = jnp.broadcast_to(self.beta if betas is None else betas, (S,))
+        at = lambda b: eqx.tree_at(lambda mdl: mdl.beta, self, b.astype(self.beta.dtype))
+        if not self.self_interaction:
+            return jax.vmap(lambda b, X: at(b)._velocity(X, m))(betas, Xs)
+        kernel = self._kernel(Xs[0])
+        acc = accumulation_dtype(Xs.dtype)
+        L, T = kernel.batched_tangent_stats(Xs, betas.astype(acc), log_masses(m.astype(acc)))
+        sign = self.sign.astype(acc)
+        return jax.vmap(
+            lambda b, X, L, T: at(b)._velocity_from_direction(X, L, sign * T.astype(acc))
+        )(betas, Xs, L, T)
+
+    def has_lanes_path(self) -> bool:
+        """Whether `lanes_velocity` runs in the lanes layout without transposes: a
+        self-interaction without perceptron whose kernel has `lanes_tangent_stats`."""
+        return (
+            self.self_interaction
+            and self.perceptron is None
+            and hasattr(self.kernel, "lanes_tangent_stats")
+        )
+
+    def lanes_velocity(self, XP: Float[Array, "d n S"], m, betas) -> Array:
+        """`batched_velocity` in the lanes layout: XP (d, n, S) coordinate planes of S
+        systems, m (n,) shared masses, betas (S,). **Returns:** (d, n, S).
+
+        With `has_lanes_path()` the kernel works on the planes directly; otherwise the
+        systems are transposed to (S, n, d) and back around `batched_velocity`.
+        """
+        if not self.has_lanes_path():
+            V = self.batched_velocity(jnp.transpose(XP, (2, 1, 0)), m, betas)
+            return jnp.transpose(V, (2, 1, 0))
+        acc = accumulation_dtype(XP.dtype)
+        betas = jnp.broadcast_to(betas, XP.shape[-1:]).astype(acc)
+        L, T = self.kernel.lanes_tangent_stats(XP, betas, log_masses(m.astype(acc)))
+        log_time = -betas if self.rescaled_time else jnp.zeros_like(betas)
+        direction = self.sign.astype(acc) * T.astype(acc)
+        if self.unnormalised:  # e^{L} times the time rescaling, per particle and system
+            log_scale = L.astype(acc) + log_time - (betas if self.shift_kernel else 0.0)
+        else:
+            log_scale = jnp.broadcast_to(log_time, L.shape)
+        return (jnp.exp(log_scale)[None] * direction).astype(XP.dtype)
 
     def _velocity_from_direction(self, X, L, direction) -> Float[Array, "n d"]:
         """Velocity from the row log-normalisers L and the tangent interaction direction:

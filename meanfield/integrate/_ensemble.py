@@ -104,19 +104,41 @@ def ensemble(
 
 
 def batched_field(model, m, betas):
-    """The velocity of every system at once: (seeds, n, d) -> (seeds, n, d), or with
-    betas (B,) (B, seeds, n, d) -> (B, seeds, n, d)."""
-    over_seeds = lambda mdl, Xs: jax.vmap(lambda X: mdl.vector_field(0.0, X, m))(Xs)
+    """The velocity of every system at once (`MeanField.batched_velocity`): (seeds, n, d)
+    -> (seeds, n, d), or with betas (B,) (B, seeds, n, d) -> (B, seeds, n, d)."""
     if betas is None:
-        return lambda Xs: over_seeds(model, Xs)
-    return lambda Xs: jax.vmap(lambda b, X: over_seeds(with_beta(model, b), X))(betas, Xs)
+        return lambda Xs: model.batched_velocity(Xs, m)
+
+    def field(Xs):
+        B, S = Xs.shape[:2]
+        flat = Xs.reshape(B * S, *Xs.shape[2:])
+        return model.batched_velocity(flat, m, jnp.repeat(betas, S)).reshape(Xs.shape)
+
+    return field
 
 
 @eqx.filter_jit
 def _ensemble(model, X0s, m, dt, steps, save_every, method, betas, reports=None):
+    if model.has_lanes_path():
+        return _ensemble_lanes(model, X0s, m, dt, steps, save_every, method, betas, reports)
     if betas is not None:
         X0s = jnp.broadcast_to(X0s, (betas.shape[0], *X0s.shape))
     field = batched_field(model, m, betas)
     traj = scan_saves(make_step(method), field, X0s, dt, steps, save_every, reports=reports)
     xs = jnp.moveaxis(traj.xs, 0, -3)  # (saves, ..., n, d) -> (..., saves, n, d)
+    return Trajectory(jnp.broadcast_to(traj.ts, xs.shape[:-2]), xs)
+
+
+def _ensemble_lanes(model, X0s, m, dt, steps, save_every, method, betas, reports):
+    """The run with the state in the lanes layout (d, n, systems) from start to end: every
+    (beta, seed) system is one lane, and the step never transposes."""
+    S, n, d = X0s.shape
+    B = 1 if betas is None else betas.shape[0]
+    lanes = jnp.tile(jnp.transpose(X0s, (2, 1, 0)), (1, 1, B))  # lane b * S + s
+    beta_of_lane = jnp.broadcast_to(model.beta, (S,)) if betas is None else jnp.repeat(betas, S)
+    field = lambda XP: model.lanes_velocity(XP, m, beta_of_lane)
+    step = make_step(method, axis=0)
+    traj = scan_saves(step, field, lanes, dt, steps, save_every, reports=reports, axis=0)
+    xs = jnp.transpose(traj.xs, (3, 0, 2, 1))  # (saves, d, n, lanes) -> (lanes, saves, n, d)
+    xs = xs.reshape(S, *xs.shape[1:]) if betas is None else xs.reshape(B, S, *xs.shape[1:])
     return Trajectory(jnp.broadcast_to(traj.ts, xs.shape[:-2]), xs)

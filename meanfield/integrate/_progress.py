@@ -113,14 +113,14 @@ def _to_host(step, t, speed) -> None:
         _ACTIVE[-1].update(int(step), float(t), float(speed))
 
 
-def report(reports: Reports | None, k, dt, X_before, X_after) -> None:
+def report(reports: Reports | None, k, dt, X_before, X_after, axis: int = -1) -> None:
     """In the loop: after step k (1-based), send (k, k dt, chord speed) to the host when k
     is a multiple of `reports.every` (nothing at all when `reports` is None)."""
     if reports is None:
         return
 
     def send(k, X_before, X_after):
-        speed = jnp.max(jnp.linalg.norm(X_after - X_before, axis=-1)) / dt
+        speed = jnp.max(jnp.linalg.norm(X_after - X_before, axis=axis)) / dt
         jax.debug.callback(_to_host, k, k * dt, speed)
 
     lax.cond(k % reports.every == 0, send, lambda *_: None, k, X_before, X_after)

@@ -32,17 +32,18 @@ BLOWUP = (
 )
 
 
-def make_step(method: str) -> Callable:
+def make_step(method: str, axis: int = -1) -> Callable:
     """The one-step map of an integration method.
 
-    **Arguments:** `method`: "euler", "rk4" or "geodesic" (see the module docstring).
+    **Arguments:** `method`: "euler", "rk4" or "geodesic" (see the module docstring);
+    `axis`: the coordinate axis of the states (0 for the lanes layout (d, n, systems)).
 
     **Returns:** `step(field, X, dt) -> X_next`, with `field` X (n, d) -> velocity (n, d).
     """
     if method == "euler":
-        return lambda f, X, dt: retract(X + dt * f(X))
+        return lambda f, X, dt: retract(X + dt * f(X), axis)
     if method == "geodesic":
-        return lambda f, X, dt: exp_map(X, dt * f(X))
+        return lambda f, X, dt: exp_map(X, dt * f(X), axis)
     if method == "rk4":
 
         def rk4(f, X, dt):
@@ -50,19 +51,19 @@ def make_step(method: str) -> Callable:
             k2 = f(X + 0.5 * dt * k1)
             k3 = f(X + 0.5 * dt * k2)
             k4 = f(X + dt * k3)
-            return retract(X + (dt / 6) * (k1 + 2 * k2 + 2 * k3 + k4))
+            return retract(X + (dt / 6) * (k1 + 2 * k2 + 2 * k3 + k4), axis)
 
         return rk4
     raise ValueError(f"`method` must be one of {METHODS}; got {method!r}.")
 
 
-def blew_up(xs):
+def blew_up(xs, axis: int = -1):
     """NaN / inf anywhere, or a row off the sphere (an overflowed |x + dt v| retracts to 0)."""
-    norms = jnp.linalg.norm(xs, axis=-1)
+    norms = jnp.linalg.norm(xs, axis=axis)
     return ~jnp.all(jnp.isfinite(xs)) | jnp.any(jnp.abs(norms - 1) > 0.5)
 
 
-def advance(step, field, X, dt, length: int, *, k=0, reports=None):
+def advance(step, field, X, dt, length: int, *, k=0, reports=None, axis: int = -1):
     """`length` steps from X (one `lax.scan`); `k`: steps done before (for the progress
     reports, see `_progress.report`; none when `reports` is None)."""
     if reports is None:
@@ -71,7 +72,7 @@ def advance(step, field, X, dt, length: int, *, k=0, reports=None):
 
     def body(Y, j):
         Z = step(field, Y, dt)
-        report(reports, j, dt, Y, Z)
+        report(reports, j, dt, Y, Z, axis)
         return Z, None
 
     X, _ = lax.scan(body, X, k + 1 + jnp.arange(length))
@@ -79,26 +80,36 @@ def advance(step, field, X, dt, length: int, *, k=0, reports=None):
 
 
 def scan_saves(
-    step, field, X0, dt, steps: int, save_every: int, *, check: bool = True, reports=None
+    step,
+    field,
+    X0,
+    dt,
+    steps: int,
+    save_every: int,
+    *,
+    check: bool = True,
+    reports=None,
+    axis: int = -1,
 ):
     """`steps` steps from X0, saving every `save_every`.
 
     **Arguments:** `step` (from `make_step`), `field` X -> (n, d), `X0` (n, d) (or any
     batch (..., n, d) with a field over it), `dt`, `steps`, `save_every` (divides steps;
     static), `check`: raise through `eqx.error_if` if the run blew up (NaN, inf, or rows
-    off the sphere); `reports`: progress reports (`_progress.Reports`, static) or None.
+    off the sphere); `reports`: progress reports (`_progress.Reports`, static) or None;
+    `axis`: the coordinate axis of the states (as in `make_step`).
 
     **Returns:** a `Trajectory` with steps // save_every + 1 states (X0 first).
     """
 
     def outer(X, i):
-        X = advance(step, field, X, dt, save_every, k=i * save_every, reports=reports)
+        X = advance(step, field, X, dt, save_every, k=i * save_every, reports=reports, axis=axis)
         return X, X
 
     _, xs = lax.scan(outer, X0, jnp.arange(steps // save_every))
     xs = jnp.concatenate([X0[None], xs], axis=0)
     if check:
-        xs = eqx.error_if(xs, blew_up(xs), BLOWUP)
+        xs = eqx.error_if(xs, blew_up(xs, -1 if axis == -1 else axis + 1), BLOWUP)
     ts = dt * save_every * jnp.arange(xs.shape[0], dtype=X0.dtype)
     return Trajectory(ts, xs)
 

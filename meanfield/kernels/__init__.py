@@ -4,7 +4,8 @@
 
 Every backend is an `AbstractKernel` (an equinox Module) with `stats(Q, K, V, beta, log_w)
 -> Stats(L, Y)`, `log_sums(Q, K, beta, log_w) -> L`, `tangent_stats(X, beta, log_w)` and
-`log_interaction(X, beta, log_w)`; `REGISTRY` maps names to classes and `select_kernel`
+`log_interaction(X, beta, log_w)` and `batched_tangent_stats(Xs, betas, log_w)` (ensembles);
+`REGISTRY` maps names to classes and `select_kernel`
 is the one "auto" policy (the table in `select.py`). A new backend is one file, one
 registry line, and it passes the contract test in tests/kernels/.
 """
@@ -24,6 +25,7 @@ from .attention import Attention
 from .centred import Centred
 from .dense import Dense
 from .flash import Flash
+from .lanes import Lanes
 from .ring import Ring, default_mesh
 from .select import REGISTRY, centred_beta_threshold, kernel_from, resolve_kernel, select_kernel
 from .spectral import Spectral
@@ -37,6 +39,7 @@ __all__ = [
     "Dense",
     "Flash",
     "KernelError",
+    "Lanes",
     "Ring",
     "Spectral",
     "Stats",

@@ -113,6 +113,13 @@ class AbstractKernel(eqx.Module):
         L, Y = self.stats(X, X, X, beta, log_w)
         return Stats(L, project(X, Y))
 
+    def batched_tangent_stats(self, Xs: Float[Array, "S n d"], beta, log_w) -> Stats:
+        """`tangent_stats` of S independent systems at once (an ensemble): Xs (S, n, d),
+        beta (S,) one per system, log_w (n,) shared -> Stats(L (S, n), T (S, n, d)).
+        Generic: a vmap; `Lanes` computes it with the systems on the vector lanes."""
+        beta = jnp.broadcast_to(beta, Xs.shape[:1])
+        return jax.vmap(self.tangent_stats, in_axes=(0, 0, None))(Xs, beta, log_w)
+
     # ------------------------------------------------------------------ contract
     def check(self, nq: int, d: int, dtype, *, nk: int | None = None, e: int | None = None):
         """Raise `KernelError` naming this kernel and the reason if it cannot compute the

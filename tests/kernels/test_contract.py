@@ -26,6 +26,7 @@ SMALL = {
     "attention": lambda: kernels.Attention(block_q=32),
     "flash": lambda: kernels.Flash(16, 16),
     "ring": lambda: kernels.Ring(kernels.Tiled(16, 32)),
+    "lanes": lambda: kernels.Lanes(),
 }
 PAIRWISE = [name for name in SMALL if name != "spectral"]
 DTYPES = {"float64": jnp.float64, "float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -247,3 +248,21 @@ def test_model_velocity_and_energy_agree_across_kernels(getkey):
                 model = mf.MeanField(7.0, sign=sign, attention=attention, kernel=SMALL[name]())
                 np.testing.assert_allclose(model.velocity(X, m), v0, rtol=1e-11, atol=1e-11)
                 np.testing.assert_allclose(model.energy(X, m), e0, rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", PAIRWISE)  # spectral fixes its order from one beta
+def test_batched_tangent_stats_are_the_per_system_ones(getkey, name):
+    """An ensemble's one-pass statistics (`batched_tangent_stats`, systems with their own
+    beta) equal each system's `tangent_stats`, whatever the backend does inside."""
+    kernel = SMALL[name]()
+    if not supports(kernel, jnp.float64):
+        pytest.skip(f"{name} has no float64")
+    Xs = jax.vmap(lambda k: mf.uniform_sphere(k, 24, 3))(jr.split(getkey(), 5))
+    betas = jnp.array([0.5, 1.0, 2.0, 4.0, 8.0])
+    w = jr.uniform(getkey(), (24,)).at[::7].set(0.0)
+    log_w = kernels.log_masses(w / w.sum())
+    L, T = kernel.batched_tangent_stats(Xs, betas, log_w)
+    for s in range(5):
+        L0, T0 = kernels.Dense().tangent_stats(Xs[s], betas[s], log_w)
+        np.testing.assert_allclose(np.asarray(L[s]), np.asarray(L0), rtol=1e-10)
+        np.testing.assert_allclose(np.asarray(T[s]), np.asarray(T0), rtol=1e-8, atol=1e-12)
