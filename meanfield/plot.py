@@ -24,7 +24,6 @@ work on headless machines and in CI. Inputs may be JAX or NumPy arrays.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -33,10 +32,6 @@ from .critical import MASS_BOUND_LIMIT
 
 
 def _plt():
-    import matplotlib
-
-    if not os.environ.get("DISPLAY") and matplotlib.get_backend().lower() != "agg":
-        matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     return plt
