@@ -25,12 +25,8 @@ import os
 
 import jax
 import jax.numpy as jnp
-import matplotlib
-import numpy as np
-
-if not os.environ.get("DISPLAY"):
-    matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import numpy as np
 
 import meanfield as mf
 

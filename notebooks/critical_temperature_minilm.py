@@ -29,10 +29,6 @@ import os
 
 import jax.numpy as jnp
 import jax.random as jr
-import matplotlib
-
-if not os.environ.get("DISPLAY"):
-    matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 

@@ -22,10 +22,6 @@ import os
 
 import jax
 import jax.numpy as jnp
-import matplotlib
-
-if not os.environ.get("DISPLAY"):
-    matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 import meanfield as mf
