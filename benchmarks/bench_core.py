@@ -1,15 +1,22 @@
-"""Core benchmarks: one USA velocity evaluation, and a full SA ensemble run.
+"""Legacy core benchmarks: one USA velocity evaluation, and a full SA ensemble run.
 
-Compares meanfield (jitted, tiled kernel) with a plain vectorised NumPy implementation of
-the same formula, in the same process. Compile time is excluded (one warm-up call), each
-timing is the minimum over repeats, and JAX results are synchronised with
-block_until_ready. Prints a table and writes JSON.
+LEGACY, NOT A FAIR COMPARISON: the NumPy peer here is a slow form (the velocity's full
+n x n score matrix at once with an extra broadcast pass, the ensemble through np.einsum),
+so the speed-ups it prints overstate meanfield's advantage. The fair comparison (NumPy and
+PyTorch by row-block matmul with exp in place, plain JAX, and a measured hardware floor) is
+`benchmarks/bench_fair.py` -> `bench_fair.json`, `RESULTS_fair.md`. This script is kept for
+its `best_time` / `machine_description` helpers (used by `bench_gpu.py`) and for comparison
+with old numbers.
+
+Compile time is excluded (one warm-up call), each timing is the minimum over repeats, and
+JAX results are synchronised with block_until_ready. Prints a table and writes JSON.
 
     python benchmarks/bench_core.py --out benchmarks/bench_core.json [--quick]
 
 NumPy note: this workplace sets OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE for old OpenBLAS
-builds; they can slow NumPy's matmul. For a fair comparison run with
-`env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_core.py`.
+builds; they can slow NumPy's matmul. Run with
+`env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_core.py`
+(bench_fair.py removes them itself).
 """
 
 from __future__ import annotations
@@ -56,7 +63,8 @@ def best_time(fn, *args, repeats: int = 5) -> float:
 
 
 def numpy_usa_velocity(X, m, beta):
-    """dx_i/dt = P_{x_i} sum_j m_j exp(beta <x_i, x_j>) x_j, vectorised NumPy."""
+    """dx_i/dt = P_{x_i} sum_j m_j exp(beta <x_i, x_j>) x_j, NumPy with the whole n x n
+    matrix at once (legacy slow form; bench_fair.py has the row-block form)."""
     G = X @ X.T
     np.exp(beta * G, out=G)
     S = (G * m[None, :]) @ X
@@ -64,7 +72,8 @@ def numpy_usa_velocity(X, m, beta):
 
 
 def numpy_sa_ensemble(X0, beta, dt, steps):
-    """Euler + renormalisation for a batch (B, n, d) of SA systems, looping over steps."""
+    """Euler + renormalisation for a batch (B, n, d) of SA systems, looping over steps
+    (legacy slow form through np.einsum; bench_fair.py has the batched-matmul form)."""
     X = X0.copy()
     for _ in range(steps):
         S = beta * np.einsum("bid,bjd->bij", X, X)
@@ -159,6 +168,7 @@ def main():
     parser.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
+    print("legacy: NumPy peer in a slow form; for fair peers run benchmarks/bench_fair.py")
     if args.quick:
         sizes, dims, dtypes, batch, steps = [256, 1024], [3], ["float32"], 64, 30
     else:
