@@ -84,7 +84,9 @@ def count(X, beta):
 
 per_beta = jax.vmap(lambda xs, b: jax.vmap(jax.vmap(lambda X: count(X, b)))(xs))
 phase = per_beta(ens.xs, betas)  # (betas, seeds, saves)
-fig = mf.plot.phase_diagram(ens.ts[0, 0], betas, phase, title="SA on S^1: clusters over (t, beta)")
+fig = mf.plot.phase_diagram(
+    ens.ts[0, 0], betas, phase, label="clusters", log=True, title="SA on S^1: clusters, (t, beta)"
+)
 print("mean clusters at the end per beta:", np.asarray(phase[:, :, -1].mean(1)))
 
 # %% [markdown]
