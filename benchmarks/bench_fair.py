@@ -47,7 +47,10 @@ Hardware floor (measured in this run, at the start and at the end, best of both)
 - exp rate: elementwise float32 exp of a 2^24-element array already in memory, under
   `jax.jit`, NumPy (`np.exp(a, out=b)`: a separate output buffer, because exp in place
   repeatedly overflows to inf after three passes) and PyTorch (`torch.exp(a, out=b)`),
-  and the same on a 2^16-element (cache-resident) array; the best of all in exps/s.
+  and the same on a 2^16-element (cache-resident) array; also `jnp.sum(jnp.exp(a))` under
+  jit (the exp fused into a reduction, never written to memory, as inside a fused
+  attention kernel: without it a fused kernel can beat its own "floor"); the best of all in
+  exps/s.
 - matmul rate: a 2048 x 2048 x 2048 float32 sgemm (NumPy, jnp, PyTorch), best in flop/s.
 - tiny-bmm rate: the ensemble's batched matmuls (B, 32, 2) @ (B, 2, 32) and
   (B, 32, 32) @ (B, 32, 2) (NumPy, PyTorch, jnp), best in flop/s.
@@ -76,7 +79,12 @@ implementation (compile time excluded, reported as `first_call_s`); the implemen
 a workload are timed in interleaved rounds (`--rounds`, default 3; the order rotates each
 round, with a 50 ms pause between implementations so that spinning BLAS / OpenMP threads
 of one library go idle before the next), each ceil(repeats / rounds) times per round (once
-if its warm-up took over 1 s); the minimum over all calls is reported. All in one process.
+if its first timed call of the round took over 1 s); the minimum over all calls is
+reported. All in one process. PyTorch's thread count: `torch.set_num_threads(cpu_count)` is
+the default, but on a small shared machine PyTorch's OpenMP pool can be several times
+slower than one thread for small ops, so each PyTorch workload is probed once with
+cpu_count threads and with 1 thread (after a warm-up each; the ensemble probed at 30
+steps) and raced with the faster setting, recorded as `torch_threads`.
 
 Environment: this workplace sets OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE, which can slow
 NumPy's OpenBLAS. NumPy reads them once, when it is imported, so the script re-executes
@@ -132,6 +140,7 @@ TORCH_NOTE = "PyTorch not installed (pip install meanfield[bench]): its column i
 BLOCK = 2048  # NumPy / PyTorch row block
 PEERS = ("numpy", "torch", "plain_jax")
 PAUSE_S = 0.05
+SLOW_S = 1.0  # calls slower than this are timed once per round
 
 
 # ---------------------------------------------------------------- timing
@@ -161,9 +170,10 @@ def race(impls: dict, rounds: int, repeats: int) -> dict:
     for r in range(rounds):
         order = names[r % len(names) :] + names[: r % len(names)]
         for name in order:
-            k = 1 if out[name]["first_call_s"] > 1.0 else per_round
             time.sleep(PAUSE_S)
-            for _ in range(k):
+            t = _call_s(impls[name])
+            out[name]["times"].append(t)
+            for _ in range(per_round - 1 if t < SLOW_S else 0):
                 out[name]["times"].append(_call_s(impls[name]))
     for entry in out.values():
         entry["seconds"] = min(entry["times"])
@@ -172,8 +182,11 @@ def race(impls: dict, rounds: int, repeats: int) -> dict:
 
 
 def best_of(fn, repeats: int) -> float:
+    """Minimum over `repeats` calls after a warm-up (one call if the first took > SLOW_S)."""
+    t0 = time.perf_counter()
     _block(fn())
-    return min(_call_s(fn) for _ in range(repeats))
+    slow = time.perf_counter() - t0 > SLOW_S
+    return min(_call_s(fn) for _ in range(1 if slow else repeats))
 
 
 # ---------------------------------------------------------------- machine
@@ -235,11 +248,13 @@ def floor_rates(exp_size: int, mm_size: int, bmm_batch: int, repeats: int) -> di
     rng = np.random.default_rng(0)
     exp_rates, mm_rates, bmm_rates = {}, {}, {}
     jexp = jax.jit(jnp.exp)
+    jexp_sum = jax.jit(lambda a: jnp.sum(jnp.exp(a)))
     for size in (exp_size, 1 << 16):
         a = rng.uniform(-1, 1, size).astype(np.float32)
         b = np.empty_like(a)
         ja = jnp.asarray(a)
         exp_rates[f"jax_{size}"] = size / best_of(lambda ja=ja: jexp(ja), repeats)
+        exp_rates[f"jax_fused_sum_{size}"] = size / best_of(lambda ja=ja: jexp_sum(ja), repeats)
         exp_rates[f"numpy_{size}"] = size / best_of(lambda a=a, b=b: np.exp(a, out=b), repeats)
         if torch is not None:
             ta, tb = torch.from_numpy(a), torch.from_numpy(b)
@@ -399,14 +414,34 @@ def numpy_sa_ensemble(X0, beta, dt, steps):
 
 
 def torch_sa_ensemble(X0, beta, dt, steps):
-    """torch.bmm + torch.softmax per step (call under torch.inference_mode())."""
+    """torch.bmm + torch.softmax per step, in-place updates (call under inference_mode)."""
     X = X0.clone()
+    B, n, d = X.shape
+    S = torch.empty((B, n, n), dtype=X.dtype)
+    A = torch.empty_like(X)
     for _ in range(steps):
-        P = torch.softmax(beta * torch.bmm(X, X.transpose(1, 2)), dim=2)
-        A = torch.bmm(P, X)
-        X = X + dt * (A - (A * X).sum(dim=2, keepdim=True) * X)
-        X = X / X.norm(dim=2, keepdim=True)
+        torch.bmm(X, X.transpose(1, 2), out=S)
+        if beta != 1.0:
+            S.mul_(beta)
+        torch.bmm(torch.softmax(S, dim=2), X, out=A)
+        A.sub_((A * X).sum(dim=2, keepdim=True) * X)
+        X.add_(A, alpha=dt)
+        X.div_(X.norm(dim=2, keepdim=True))
     return X
+
+
+def torch_threads(probe) -> int:
+    """The faster of os.cpu_count() threads and 1 thread for `probe` (one call each after a
+    warm-up); leaves torch set to it."""
+    best, best_t = None, float("inf")
+    for threads in sorted({os.cpu_count() or 1, 1}, reverse=True):
+        torch.set_num_threads(threads)
+        probe()
+        t = _call_s(probe)
+        if t < best_t:
+            best, best_t = threads, t
+    torch.set_num_threads(best)
+    return best
 
 
 def jax_sa_ensemble(beta, dt, steps):
@@ -522,6 +557,7 @@ def velocity_row(n: int, d: int, rates: dict, rounds: int, repeats: int) -> dict
     filter_jitted = eqx.filter_jit(lambda mdl, X, m: mdl.vector_field(0.0, X, m))
     closure_jitted = jax.jit(lambda X, m: model.vector_field(0.0, X, m))
     Xn, mn = np.asarray(X), np.asarray(m)
+    threads = None
     impls = {
         "meanfield_filter_jit": lambda: filter_jitted(model, X, m),
         "meanfield_jit": lambda: closure_jitted(X, m),
@@ -536,6 +572,7 @@ def velocity_row(n: int, d: int, rates: dict, rounds: int, repeats: int) -> dict
                 return torch_usa_velocity(tX, tm)
 
         impls["torch"] = torch_call
+        threads = torch_threads(torch_call)
     res = race(impls, rounds, repeats)
     variant = min(("meanfield_filter_jit", "meanfield_jit"), key=lambda k: res[k]["seconds"])
     res["meanfield"] = res[variant]
@@ -550,6 +587,7 @@ def velocity_row(n: int, d: int, rates: dict, rounds: int, repeats: int) -> dict
             "meanfield_jit_s": res["meanfield_jit"]["seconds"],
             "kernel": repr(model.kernel),
             "kernel_auto": repr(auto),
+            "torch_threads": threads,
             "max_diff": _rel(res["meanfield"]["output"], ref),
             "max_diff_kind": "max |v - v_float64| / max |v_float64|",
             "peer_max_diff": {p: _rel(res[p]["output"], ref) for p in PEERS if p in res},
@@ -581,6 +619,7 @@ def ensemble_row(seeds, n, d, steps, rates, rounds, repeats) -> dict:
     )
     resolved = model.resolve_kernel(n, d, dtype=jnp.float32, batch=seeds)
     jX0 = jnp.asarray(X0)
+    threads = None
     jax_run = jax_sa_ensemble(jnp.float32(beta), jnp.float32(dt), steps)
     impls = {
         "meanfield": lambda: run().final,
@@ -590,11 +629,12 @@ def ensemble_row(seeds, n, d, steps, rates, rounds, repeats) -> dict:
     if torch is not None:
         tX0 = torch.from_numpy(X0.copy())
 
-        def torch_call():
+        def torch_call(steps=steps):
             with torch.inference_mode():
                 return torch_sa_ensemble(tX0, beta, dt, steps)
 
         impls["torch"] = torch_call
+        threads = torch_threads(lambda: torch_call(min(steps, 30)))
     res = race(impls, rounds, repeats)
     ref = numpy_sa_ensemble(X0.astype(np.float64), beta, dt, steps)
     floor_s = ensemble_floor(seeds, n, d, steps, rates, "flop_per_s")
@@ -616,6 +656,7 @@ def ensemble_row(seeds, n, d, steps, rates, rounds, repeats) -> dict:
             "floor_tiny_bmm_s": floor_tiny,
             "percent_of_floor_tiny_bmm": 100.0 * floor_tiny / res["meanfield"]["seconds"],
             "kernel": repr(resolved.kernel),
+            "torch_threads": threads,
             "x0_identical": x0_equal,
             "x0_unbatched_max_diff": eager,
             "max_diff": float(np.max(np.abs(final - ref))),
@@ -647,12 +688,19 @@ def temperature_rows(rows, n, curve_rows, nb, rates, rounds, repeats) -> list[di
         "plain_jax": lambda: jax_critical_beta(s),
     }
     res = race(impls, rounds, repeats)
-    jsort = jax.jit(lambda x: jnp.sort(x, axis=-1))
     sorts = {
         "numpy": best_of(lambda: np.sort(sn, axis=-1), max(1, repeats)),
         "numpy_threads": best_of(lambda: threaded_sort(sn), max(1, repeats)),
-        "jax": best_of(lambda: jsort(s), max(1, repeats)),
     }
+    # jnp.sort alone is at most the plain-JAX beta* (a sort plus one cheap pass); time it
+    # unless that whole computation already took > 3x the best NumPy sort (XLA:CPU's sort
+    # is ~30x slower than np.sort here, and one call of it takes tens of seconds).
+    if res["plain_jax"]["seconds"] < 3 * min(sorts.values()):
+        jsort = jax.jit(lambda x: jnp.sort(x, axis=-1))
+        sorts["jax"] = best_of(lambda: jsort(s), max(1, repeats))
+    else:
+        sorts["jax_skipped_upper_bound"] = res["plain_jax"]["seconds"]
+    floor_s = min(v for k, v in sorts.items() if not k.endswith("skipped_upper_bound"))
     ref = numpy_critical_beta(sn.astype(np.float64))
     row = {
         "workload": "critical_beta",
@@ -660,7 +708,7 @@ def temperature_rows(rows, n, curve_rows, nb, rates, rounds, repeats) -> list[di
         "rows": rows,
         "n": n,
     }
-    row.update(_peer_fields(res, min(sorts.values())))
+    row.update(_peer_fields(res, floor_s))
     row.update(
         {
             "sort_s": sorts,
@@ -751,13 +799,15 @@ def notes(result: dict) -> list[str]:
     for r in result["rows"]:
         if r["workload"] == "velocity":
             lines.append(
-                f"- {r['label']}: kernel {r['kernel']} (auto: {r['kernel_auto']}); faster "
+                f"- {r['label']}: kernel {r['kernel']} (auto: {r['kernel_auto']}); PyTorch "
+                f"threads {r['torch_threads']}; faster "
                 f"variant {r['meanfield_variant']} (filter_jit {_t(r['meanfield_filter_jit_s'])}"
                 f" s, jit closure {_t(r['meanfield_jit_s'])} s)."
             )
         elif r["workload"] == "ensemble":
             lines.append(
-                f"- {r['label']}: kernel {r['kernel']}; X0 identical for every peer: "
+                f"- {r['label']}: kernel {r['kernel']}; PyTorch threads {r['torch_threads']}; "
+                "X0 identical for every peer: "
                 f"{r['x0_identical']}; floor with the tiny-bmm rate "
                 f"{_t(r['floor_tiny_bmm_s'])} s ({r['percent_of_floor_tiny_bmm']:.0f}%); "
                 "final-state max diff meanfield vs "
@@ -767,7 +817,12 @@ def notes(result: dict) -> list[str]:
         elif r["workload"] == "critical_beta":
             lines.append(
                 f"- {r['label']}: floor = {r['floor_kind']}; sorts "
-                + ", ".join(f"{k} {_t(v)} s" for k, v in r["sort_s"].items())
+                + ", ".join(
+                    f"{k} {_t(v)} s"
+                    if not k.endswith("skipped_upper_bound")
+                    else f"jnp.sort not timed (plain-JAX beta* with it took {_t(v)} s)"
+                    for k, v in r["sort_s"].items()
+                )
                 + "."
             )
         else:
