@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import importlib.util
 import os
 import re
 import subprocess
@@ -161,3 +162,18 @@ def test_mkdocs_build_strict(tmp_path):
     for p in (ROOT / "notebooks").glob("*.py"):
         if p.stem != "execute":
             assert (site / "tutorials" / p.stem / "index.html").is_file(), p.stem
+
+
+def test_plain_blocks_extension():
+    """docs/griffe_plain_blocks.py: plain sections and RST tables become code blocks;
+    Markdown bullets are left alone."""
+    pytest.importorskip("griffe", reason="needs the docs extra")
+    spec = importlib.util.spec_from_file_location("plain", DOCS / "griffe_plain_blocks.py")
+    plain = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(plain)
+    text = "Head.\n\nFields:\n    a: one.\n    b: two.\nAfter.\n\n====  ====\nx     y\n====  ====\n"
+    out = plain.plain_blocks(text)
+    assert "**Fields:**\n\n    a: one.\n    b: two.\n" in out
+    assert "\n    ====  ====\n    x     y\n    ====  ====\n" in out
+    markdown = "**Arguments:**\n\n- `x`: a point.\n    continued.\n\n**Returns:** (n,)."
+    assert plain.plain_blocks(markdown) == markdown
