@@ -184,7 +184,24 @@ def certify_atoms(
     return Certificate(Xr, m, report, before, converged, moved, dtype=name, hint=_hint(report))
 
 
-def _hint(report: StabilityReport, flow: StopResult | None = None, perturb: int = 0) -> str:
+def _lonely_splitting_atoms(report: StabilityReport, atoms: Atoms | None) -> list[int]:
+    """Indices of the splitting-unstable atoms that hold a single particle."""
+    if atoms is None:
+        return []
+    split = np.asarray(report.splitting_eigenvalues)
+    if split.shape[0] != int(atoms.count):
+        return []  # zero-mass atoms were dropped: indices no longer line up
+    sizes = np.bincount(np.asarray(atoms.labels), minlength=int(atoms.count))
+    bad = np.max(split, axis=1) > report.tol if split.size else np.zeros(0, bool)
+    return [int(i) for i in np.flatnonzero(bad & (sizes == 1))]
+
+
+def _hint(
+    report: StabilityReport,
+    flow: StopResult | None = None,
+    perturb: int = 0,
+    atoms: Atoms | None = None,
+) -> str:
     if report.stable:
         return ""
     if flow is not None and not bool(flow.converged):
@@ -201,9 +218,22 @@ def _hint(report: StabilityReport, flow: StopResult | None = None, perturb: int 
     verdicts = {"splitting": report.splitting_stable, "transport": report.transport_stable}
     unstable = [name for name, ok in verdicts.items() if not ok]
     tried = f" after {perturb} perturbation(s)" if perturb else ""
+    lonely = _lonely_splitting_atoms(report, atoms)
+    if lonely and report.transport_stable:
+        # A particle flow cannot split an atom made of one particle: kicks do not help.
+        return (
+            f"Atom(s) {lonely} are splitting-unstable and hold one particle each, which a "
+            "particle flow cannot split: flow more particles (larger n), or search with more "
+            "atoms (find_critical_point)."
+        )
+    advice = (
+        "kick harder (a larger perturb_scale) or more often"
+        if perturb
+        else "pass perturb=3 to kick the particles and flow on"
+    )
     return (
         f"The flow stalled at a saddle{tried} (unstable {' and '.join(unstable)} directions): "
-        "pass perturb=3 to kick the particles and flow on, or start from other particles."
+        f"{advice}, or start from other particles."
     )
 
 
@@ -267,6 +297,8 @@ def certify(
                 mdl, atoms.locations, atoms.masses, newton_iter
             )
             saddle = bool(flow.converged) and bool(report.stationary) and not report.stable
+            if saddle and report.transport_stable and _lonely_splitting_atoms(report, atoms):
+                break  # kicks cannot split a one-particle atom (see _hint)
             if not saddle or kicks == perturb:
                 break
             key, sub = jr.split(key)
@@ -285,5 +317,5 @@ def certify(
         cluster_tol=ctol,
         perturbations=kicks,
         dtype=name,
-        hint=_hint(report, flow, kicks),
+        hint=_hint(report, flow, kicks, atoms),
     )

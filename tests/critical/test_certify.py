@@ -33,6 +33,22 @@ def test_saddle_is_reported_with_a_hint_and_perturb_escapes_it():
     np.testing.assert_allclose(escaped.masses, [1.0])  # attraction: one atom takes all
 
 
+def test_a_splitting_unstable_single_particle_is_named_and_not_kicked():
+    """A one-particle atom cannot split under a particle flow, so the hint says so (and
+    perturbing is skipped) instead of promising that kicks help."""
+    p = mf.Perceptron.random(jax.random.PRNGKey(0), 2, activation="gelu")
+    model = mf.MeanField(5.0, sign=-1, attention="usa", perceptron=p, shift_kernel=True)
+    X0 = mf.uniform_sphere(jax.random.PRNGKey(1), 64, 2)
+    cert = mf.certify(model, X0, dt=0.2, perturb=2)
+    assert cert.report.stationary and cert.report.transport_stable
+    assert not cert.report.splitting_stable and not cert.stable
+    assert "one particle" in cert.hint and cert.perturbations == 0
+    sizes = np.bincount(np.asarray(cert.atoms.labels))
+    worst = int(np.argmax(cert.report.splitting_eigenvalues.max(axis=1)))
+    assert sizes[worst] == 1 and f"[{worst}]" in cert.hint
+    np.testing.assert_allclose(cert.masses[worst], 1 / 64)
+
+
 def test_certify_equals_the_pipeline_by_hand_and_runs_in_float64():
     p = mf.Perceptron.random(jax.random.PRNGKey(1), 2, activation="gelu")
     model = mf.MeanField(4.0, sign=-1, attention="usa", perceptron=p, shift_kernel=True)
