@@ -5,7 +5,9 @@ Jupyter kernel by `notebooks/execute.py`, exactly as `python notebooks/execute.p
 and the docs build run it: no cell may error and every cell that draws a figure must show
 it inline (an image/png output), which fails if anything forces a non-inline backend.
 Without the extra (the README's `.[test]` install) the notebooks run as scripts with
-runpy and must leave a figure open.
+runpy and must leave a figure open. With MEANFIELD_NB_OUT=DIR the executed notebooks are
+also written to DIR (CI points it at docs/tutorials, so the site is built from the very
+notebooks the tests checked instead of executing them twice).
 """
 
 import importlib.util
@@ -37,7 +39,8 @@ def test_notebooks_found():
 def test_notebook_kernel_inline_figures(path, monkeypatch):
     # Even an exported MPLBACKEND=Agg (as in .ci/run) must not turn the inline figures off.
     monkeypatch.setenv("MPLBACKEND", "Agg")
-    res = nb_execute.execute_notebook(path, None, small=True, timeout=300)
+    out_dir = os.environ.get("MEANFIELD_NB_OUT") or None
+    res = nb_execute.execute_notebook(path, out_dir, small=True, timeout=300)
     assert res["errors"] == 0
     assert res["images"] >= 1, f"{path.name} showed no image"
     text = "".join(
