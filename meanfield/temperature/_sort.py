@@ -2,7 +2,8 @@
 
 XLA's sort of many long rows is slow on CPU; `_sort` sends the rows to NumPy through
 `jax.pure_callback` (a thread pool over rows), with a custom JVP (the sort permutation
-applied to the tangents) so gradients flow. Floats are mapped to order-preserving
+applied to the tangents) so gradients flow; `host_critical_beta` sorts and reduces the rows
+there in one pass, so only beta*_n per row comes back. Floats are mapped to order-preserving
 integers and back (`_to_key`, `_from_key`).
 """
 
@@ -51,6 +52,52 @@ def _host_sort(a: np.ndarray) -> np.ndarray:
     with ThreadPoolExecutor(workers) as pool:
         list(pool.map(work, chunks))
     return out.reshape(a.shape)
+
+
+#: Rows per host task of `host_critical_beta` (about 1M scores: cache- and memory-friendly).
+_TASK_ELEMENTS = 1 << 20
+
+
+def host_critical_beta(a: np.ndarray, logk: np.ndarray, ties: str) -> np.ndarray:
+    """max_k log k / Delta_(k) of each row of `a` (..., n), computed on the host.
+
+    The rows are sorted and reduced in tasks of about a million scores over a thread pool
+    (np.sort releases the GIL), so only (...,) values come back instead of the sorted rows.
+    `logk` (n - 1,) is log 1 .. log(n - 1) as the device computed it (the same rounding as
+    the device formula). Same semantics as the device core: masked (-inf) keys have +inf
+    gaps and term 0; with `ties="inf"` a row whose maximum is attained twice gives +inf;
+    a row with fewer than two live keys gives NaN (as `_live_rows` makes it on the device).
+    """
+    a = np.asarray(a)
+    n = a.shape[-1]
+    rows = a.reshape(-1, n)
+    out = np.empty(rows.shape[0], a.dtype)
+    step = max(1, _TASK_ELEMENTS // n)
+
+    def work(start):
+        asc = np.sort(rows[start : start + step], axis=-1)
+        top = asc[:, -1:]
+        rest = asc[:, -2::-1]  # the other keys, largest first: gap k is top - rest[k - 1]
+        with np.errstate(invalid="ignore"):
+            gaps = top - rest  # masked keys: +inf (NaN in rows with no live key, set below)
+        pos = (gaps > 0) & (gaps < np.inf)
+        terms = np.zeros_like(gaps)
+        np.divide(logk, gaps, out=terms, where=pos)
+        best = terms.max(axis=-1)
+        if ties == "inf":
+            best[gaps[:, 0] <= 0] = np.inf
+        best[~(asc[:, -2] > -np.inf)] = np.nan  # fewer than 2 live keys: no critical scale
+        out[start : start + step] = best
+
+    starts = range(0, rows.shape[0], step)
+    workers = min(os.cpu_count() or 1, len(starts), 8)
+    if workers <= 1:
+        for start in starts:
+            work(start)
+    else:
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(work, starts))
+    return out.reshape(a.shape[:-1])
 
 
 @jax.custom_jvp

@@ -113,3 +113,30 @@ def test_gap_count_at_a_threshold_exactly_on_a_gap():
     tied = jnp.array([3.0, 3.0, 2.0])
     np.testing.assert_array_equal(gap_counts(tied, jnp.array([0.0, 1.0])), [1, 2])
     np.testing.assert_allclose(critical_beta(s), math.log(2) / 1.5, rtol=1e-14)
+
+
+def test_host_path_equals_the_device_formula(getkey):
+    # Eager calls (and jit) on the CPU take the host path (sort and reduce in NumPy); the
+    # primal of a JVP is the device formula (sort, gaps, terms in XLA). Edge rows: masked
+    # keys, a tie at the top, one live key (NaN), no live key (NaN), a batch of (2, 3).
+    n = 300
+    for dtype in (jnp.float32, jnp.float64):
+        s = np.array(jr.normal(getkey(), (2, 3, n)), dtype)
+        s[0, 1, :100] = -np.inf  # masked keys
+        s[0, 2, 5] = s[0, 2].max()  # maximum attained twice
+        s[1, 0, 1:] = -np.inf  # one live key
+        s[1, 1, :] = -np.inf  # none
+        for ties in ("inf", "ignore"):
+            eager = np.asarray(critical_beta(s, ties=ties))
+            fn = lambda x, t=ties: critical_beta(x, ties=t)
+            compiled = np.asarray(jax.jit(fn)(s))
+            device = np.asarray(jax.jvp(fn, (s,), (np.zeros_like(s),))[0])
+            assert eager.dtype == device.dtype == dtype and eager.shape == (2, 3)
+            np.testing.assert_allclose(eager, device, rtol=4 * np.finfo(dtype).eps)
+            np.testing.assert_array_equal(eager, compiled)
+            assert np.isnan(eager[1, 0]) and np.isnan(eager[1, 1])
+            assert (eager[0, 2] == np.inf) == (ties == "inf")
+            live = s[0, 1][s[0, 1] > -np.inf]
+            np.testing.assert_allclose(eager[0, 1], _brute_critical_beta(live), rtol=1e-5)
+            finite = np.isfinite(eager)
+            assert np.all(eager[finite] > 0)
