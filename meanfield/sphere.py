@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 import jax.random as jr
+from jax import lax
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from ._validation import as_key, check_int
@@ -43,7 +44,26 @@ def retract(x: Float[Array, "... d"], axis: int = -1) -> Float[Array, "... d"]:
 
     **Returns:** unit vectors, the shape of x.
     """
-    return x / jnp.linalg.norm(x, axis=axis, keepdims=True)
+    return x / _norm(x, axis)
+
+
+def _norm(x: Float[Array, "... d"], axis: int = -1) -> Float[Array, "... 1"]:
+    """Euclidean norm along `axis`, kept as a size-1 axis.
+
+    A few coordinates on a leading axis (the lanes layout (d, n, systems) of an ensemble)
+    are summed plane by plane, sqrt(x_1^2 + ... + x_d^2) elementwise: XLA:CPU's reduction
+    over a short leading axis took half of a 2048-system ensemble step (0.85 s against 0.46 s
+    for 300 steps of n = 32, d = 2).
+
+    **Arguments:** `x` an array; `axis` the coordinate axis.
+
+    **Returns:** |x| with `axis` of size 1.
+    """
+    axis = axis % x.ndim
+    if axis == x.ndim - 1 or x.shape[axis] > 8:
+        return jnp.linalg.norm(x, axis=axis, keepdims=True)
+    planes = [lax.index_in_dim(x, k, axis) for k in range(x.shape[axis])]
+    return jnp.sqrt(sum(p * p for p in planes))
 
 
 def exp_map(
@@ -59,7 +79,7 @@ def exp_map(
 
     **Returns:** (..., d), the point at geodesic distance |v| from x in direction v.
     """
-    norm = jnp.linalg.norm(v, axis=axis, keepdims=True)
+    norm = _norm(v, axis)
     # jnp.sinc(t) = sin(pi t) / (pi t), so sin|v|/|v| = sinc(|v| / pi).
     y = jnp.cos(norm) * x + jnp.sinc(norm / jnp.pi) * v
     return retract(y, axis)

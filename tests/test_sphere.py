@@ -114,3 +114,20 @@ def test_uniform_sphere_keys_are_explicit():
     c = mf.uniform_sphere(jr.PRNGKey(1), 5, 3)
     np.testing.assert_array_equal(a, b)
     assert not np.allclose(a, c)
+
+
+def test_leading_coordinate_axis_equals_the_last(getkey):
+    # The lanes layout (d, n, systems) keeps the coordinates on axis 0 (summed plane by
+    # plane); the result is the transposed last-axis result, to rounding.
+    sp = mf.sphere
+    for d in (2, 3, 12):
+        x = sp.retract(jr.normal(getkey(), (7, 5, d)))
+        v = sp.project(x, 0.3 * jr.normal(getkey(), (7, 5, d)))
+        y = 2.0 * x + v  # off the sphere
+        first = lambda a: jnp.moveaxis(a, -1, 0)
+        last = lambda a: jnp.moveaxis(a, 0, -1)
+        np.testing.assert_allclose(last(sp.retract(first(y), 0)), sp.retract(y), atol=1e-15)
+        np.testing.assert_allclose(
+            last(sp.exp_map(first(x), first(v), 0)), sp.exp_map(x, v), atol=1e-15
+        )
+        np.testing.assert_allclose(jnp.linalg.norm(sp.retract(first(y), 0), axis=0), 1.0)
