@@ -28,7 +28,7 @@ def test_bench_fair_smoke(tmp_path):
         assert result["floor"][key] > 0
     rows = result["rows"]
     kinds = [r["workload"] for r in rows]
-    assert kinds.count("velocity") == 2
+    assert kinds.count("velocity") == 3
     assert {"ensemble", "critical_beta", "entropy_curve"} <= set(kinds)
     for row in rows:
         assert row["meanfield_s"] > 0
@@ -41,6 +41,10 @@ def test_bench_fair_smoke(tmp_path):
         if row["workload"] == "velocity":
             assert row["max_diff"] < 1e-4, row  # relative to max |v|, against float64
             assert row["kernel"] and row["meanfield_variant"].startswith("meanfield_")
+            # a kernel with one exponential per pair is held to its own, lower floor
+            symmetric = row["kernel"].startswith("Symmetric")
+            assert symmetric == (row["n"] == 4096)
+            assert (row["floor_s"] < row["standard_floor_s"]) == symmetric
         elif row["workload"] == "ensemble":
             assert row["x0_identical"]
             assert row["max_diff"] < 1e-3, row  # final states against float64

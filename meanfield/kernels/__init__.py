@@ -29,6 +29,7 @@ from .lanes import Lanes
 from .ring import Ring, default_mesh
 from .select import REGISTRY, centred_beta_threshold, kernel_from, resolve_kernel, select_kernel
 from .spectral import Spectral
+from .symmetric import Symmetric
 from .tiled import Tiled
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "Ring",
     "Spectral",
     "Stats",
+    "Symmetric",
     "Tiled",
     "centred_beta_threshold",
     "combine_stats",

@@ -9,6 +9,7 @@ matching row wins:
 | any | float64 | self-interaction, concrete beta > -log(eps) = 36, n <= 4096 | `Centred` |
 | cpu | any | self-interaction, a batch of >= 64 systems, n <= 128, d <= 8, concrete beta <= (max_exponent - 10) / 2 | `Lanes()` (systems on the vector lanes) |
 | cpu | any | pairs <= 512^2 | `Dense()` (broadcast scores, d <= 4) |
+| cpu | any | self-interaction, n >= 4096, d <= 8 | `Symmetric()` (one exp per unordered pair) |
 | cpu | any | larger | `Tiled(512, 1024)` |
 | gpu, tpu | any | pairs <= 2^20, or a batch with pairs <= 2^16 each | `Dense("matmul")` |
 | gpu | float16, bfloat16 | larger | `Attention("cudnn")` |
@@ -17,9 +18,12 @@ matching row wins:
 | gpu, tpu | otherwise (float64, wide heads, TPU float32) | larger | `Tiled(4096, 4096)` |
 
 Why: on a 2-core CPU the 512 x 1024 tiles and the broadcast-sum scores (which XLA:CPU
-fuses with the exponential) were the fastest measured, and for ensembles of tiny systems
-the lanes layout (one fused pass per key over all systems) ran 2.3x the vmapped dense
-kernel (2048 x n = 32 x d = 2); on an H100 the broadcast-sum form
+fuses with the exponential) were the fastest measured; for self-interaction the symmetric
+strips (half the exponentials) ran 1.2x the tiles at n = 4096, d = 3, 1.6x at 8192 and
+1.9x at 16384, but at d = 64, where the products dominate, 0.9x at n = 4096 and level with
+them in a whole integration at 8192; for ensembles of tiny systems the lanes layout (one
+fused pass per key over all systems) ran 2.3x the vmapped dense kernel (2048 x n = 32 x
+d = 2); on an H100 the broadcast-sum form
 blew up XLA:GPU's compile time for ensembles, 4096 x 4096 tiles were 4x faster than
 512 x 1024, and cuDNN (bf16) and a Pallas flash kernel (f32) were 50x and 3-7x faster
 than the best tiles. Centred keeps forces below e^{-36} to relative precision (the
@@ -52,6 +56,7 @@ from .lanes import MAX_DIM as LANES_MAX_DIM
 from .lanes import Lanes
 from .ring import Ring
 from .spectral import Spectral
+from .symmetric import Symmetric
 from .tiled import Tiled
 
 REGISTRY: dict[str, type[AbstractKernel]] = {
@@ -63,6 +68,7 @@ REGISTRY: dict[str, type[AbstractKernel]] = {
     "flash": Flash,
     "ring": Ring,
     "lanes": Lanes,
+    "symmetric": Symmetric,
 }
 
 CPU_DENSE_MAX_PAIRS = 512 * 512
@@ -72,6 +78,8 @@ SPECTRAL_MIN_N = 16384
 CENTRED_MAX_N = 4096
 LANES_MIN_BATCH = 64
 LANES_MAX_N = 128
+SYMMETRIC_MIN_N = 4096
+SYMMETRIC_MAX_DIM = 8
 BACKENDS = ("cpu", "gpu", "tpu")
 
 
@@ -93,6 +101,12 @@ def _spectral_choice(n: int, d: int, beta, tol: float) -> Spectral | None:
     order = max(16, 1 << (order - 1).bit_length())  # nearby betas share one compilation
     cost = 16 * (order + 1) if d == 2 else 8 * (order + 1) ** 2
     return Spectral(tol, order) if n >= cost else None
+
+
+def _symmetric_fit(n, nk, d, e, self_interaction) -> bool:
+    if not self_interaction or n != nk or e != d:
+        return False
+    return n >= SYMMETRIC_MIN_N and d <= SYMMETRIC_MAX_DIM
 
 
 def _lanes_fit(n, nk, d, batch, beta, dtype, self_interaction) -> bool:
@@ -153,7 +167,11 @@ def select_kernel(
     if backend == "cpu" and _lanes_fit(n, nk, d, batch, beta, dtype, self_interaction):
         return Lanes()
     if backend == "cpu":
-        return Dense() if pairs <= CPU_DENSE_MAX_PAIRS else Tiled()
+        if pairs <= CPU_DENSE_MAX_PAIRS:
+            return Dense()
+        if _symmetric_fit(n, nk, d, e, self_interaction):
+            return Symmetric()
+        return Tiled()
     if pairs <= ACCELERATOR_DENSE_MAX_PAIRS or (batch > 1 and pairs <= ACCELERATOR_BATCH_MAX_PAIRS):
         return Dense(scores="matmul")
     if is_low_precision(dtype):

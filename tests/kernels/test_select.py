@@ -76,7 +76,8 @@ def test_large_beta_picks_the_centred_kernel():
     assert below == kernels.Dense()
     # float32 keeps the fast kernels (its own floor is 1e-7); Centred on request only
     assert select_kernel(5, 2, dtype=F32, beta=4000.0, self_interaction=True) == kernels.Dense()
-    assert select_kernel(8192, 2, dtype=F64, beta=4000.0, self_interaction=True) == kernels.Tiled()
+    big = select_kernel(8192, 2, dtype=F64, beta=4000.0, self_interaction=True)
+    assert big == kernels.Symmetric()  # beyond Centred's sizes
     assert select_kernel(5, 2, dtype=F64, beta=4000.0) == kernels.Dense()  # cross sums
 
 
