@@ -920,7 +920,7 @@ def main(argv=None) -> dict:
     repeats = args.repeats or (1 if smoke else 5)
     rounds = args.rounds or (1 if smoke else 3)
     if smoke:
-        sizes = [(256, 3), (256, 64), (4096, 3)]  # the last one: Symmetric
+        sizes = [(256, 3), (256, 64), (2048, 3)]  # the last one: Symmetric
         ens = dict(seeds=64, n=32, d=2, steps=30)
         temp = dict(rows=8, n=4096, curve_rows=4, nb=64)
         floor_kw = dict(exp_size=1 << 20, mm_size=512, bmm_batch=64)

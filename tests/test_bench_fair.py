@@ -43,7 +43,7 @@ def test_bench_fair_smoke(tmp_path):
             assert row["kernel"] and row["meanfield_variant"].startswith("meanfield_")
             # a kernel with one exponential per pair is held to its own, lower floor
             symmetric = row["kernel"].startswith("Symmetric")
-            assert symmetric == (row["n"] == 4096)
+            assert symmetric == (row["n"] == 2048)
             assert (row["floor_s"] < row["standard_floor_s"]) == symmetric
         elif row["workload"] == "ensemble":
             assert row["x0_identical"]

@@ -19,17 +19,16 @@ matching row wins:
 
 Why: on a 2-core CPU the 512 x 1024 tiles and the broadcast-sum scores (which XLA:CPU
 fuses with the exponential) were the fastest measured; for self-interaction the symmetric
-strips (half the exponentials) ran 1.2x the tiles at n = 4096, d = 3, 1.6x at 8192 and
-1.9x at 16384, but at d = 64, where the products dominate, 0.9x at n = 4096 and level with
-them in a whole integration at 8192; for ensembles of tiny systems the lanes layout (one
-fused pass per key over all systems) ran 2.3x the vmapped dense kernel (2048 x n = 32 x
-d = 2); on an H100 the broadcast-sum form
-blew up XLA:GPU's compile time for ensembles, 4096 x 4096 tiles were 4x faster than
-512 x 1024, and cuDNN (bf16) and a Pallas flash kernel (f32) were 50x and 3-7x faster
-than the best tiles. Centred keeps forces below e^{-36} to relative precision (the
-metastable regime); float32 gets it on request only, its own floor being 1e-7. float64
-never goes to a kernel that cannot do it. Every choice is an instance whose repr says
-what it is.
+strips (half the exponentials) ran 1.5x the tiles at n = 2048, 1.7x at 4096 and 8192 and
+2.1x at 16384 for d = 3, 1.3x at d = 16, 1.1x at d = 64 from n = 4096 (at d = 64 and n =
+2048, or d = 256, where the products dominate, they did not pay); for ensembles of tiny
+systems the lanes layout (one fused pass per key over all systems) ran 2.3x the vmapped
+dense kernel (2048 x n = 32 x d = 2); on an H100 the broadcast-sum form blew up XLA:GPU's
+compile time for ensembles, 4096 x 4096 tiles were 4x faster than 512 x 1024, and cuDNN
+(bf16) and a Pallas flash kernel (f32) were 50x and 3-7x faster than the best tiles.
+Centred keeps forces below e^{-36} to relative precision (the metastable regime); float32
+gets it on request only, its own floor being 1e-7. float64 never goes to a kernel that
+cannot do it. Every choice is an instance whose repr says what it is.
 """
 
 from __future__ import annotations
@@ -78,8 +77,8 @@ SPECTRAL_MIN_N = 16384
 CENTRED_MAX_N = 4096
 LANES_MIN_BATCH = 64
 LANES_MAX_N = 128
-SYMMETRIC_MIN_N = 4096
-SYMMETRIC_MAX_DIM = 8
+# (smallest n, largest d) pairs where Symmetric beat Tiled on the 2-core CPU
+SYMMETRIC_FIT = ((2048, 16), (4096, 64))
 BACKENDS = ("cpu", "gpu", "tpu")
 
 
@@ -106,7 +105,7 @@ def _spectral_choice(n: int, d: int, beta, tol: float) -> Spectral | None:
 def _symmetric_fit(n, nk, d, e, self_interaction) -> bool:
     if not self_interaction or n != nk or e != d:
         return False
-    return n >= SYMMETRIC_MIN_N and d <= SYMMETRIC_MAX_DIM
+    return any(n >= min_n and d <= max_d for min_n, max_d in SYMMETRIC_FIT)
 
 
 def _lanes_fit(n, nk, d, batch, beta, dtype, self_interaction) -> bool:

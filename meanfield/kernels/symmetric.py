@@ -12,15 +12,16 @@ the row sums s_i, and
 
     L_i = h_i + M + log s_i,      Y_i = (sum_j E_ij u_j x_j) / s_i.
 
-The rows are cut into nb blocks of `block`. Block I owns the tiles E_IJ of the nb // 2
-blocks J that follow it cyclically (J = I + 1, ..., I + nb // 2 mod nb), so that every
-unordered pair of blocks is owned once (for even nb the pair at offset nb / 2 is owned
-twice and each copy carries weight 1/2). One tile serves both sides:
+The rows are cut into nb blocks of `block`. The strip of block I holds the tiles E_IJ of
+its own block and the nb // 2 blocks that follow it cyclically (J = I, ..., I + nb // 2
+mod nb), so that every unordered pair of blocks is owned once (weights 1/2 where it is met
+twice: the diagonal tile, and for even nb the pair at offset nb / 2). One tile serves both
+sides:
 
-    A_I += E_IJ U_J,      A_J += E_IJ^T U_I   (accumulated transposed, as U_I^T E_IJ),
+    A_I += E_IJ U_J,      A_J += E_IJ^T U_I   (accumulated transposed, as U_I^T E_IJ):
 
-and the diagonal tiles E_II are done apart: n (n + block) / 2 exponentials instead of n^2,
-and no running maximum (the exponent is bounded). A block's strip of keys is visited in
+about n (n + 2 block) / 2 exponentials instead of n^2, and no running maximum (the
+exponent is bounded). A block's strip of keys is visited in
 pieces of at most `chunk` columns, so memory is O(n d + block chunk).
 
 No running maximum means a row whose sum leaves the normal range is lost: a zero-mass
@@ -119,59 +120,48 @@ class Symmetric(AbstractKernel):
         def tile(xi, hi, xk, hk):
             return jnp.exp(beta * dot_nt(xi, xk, precision, acc) - hi[:, None] - hk[None, :])
 
-        def diagonal(blk):
-            x, hh, uu = blk
-            return dot_nn(tile(x, hh, x, hh), uu, precision, acc)
-
-        Xb, Hb, Ub = Xp.reshape(nb, b, d), hp.reshape(nb, b), Up.reshape(nb, b, e)
-        A = lax.map(diagonal, (Xb, Hb, Ub)).reshape(N, e)
         half = nb // 2
-        if half:
-            width = half * b
-            w = min(-(-self.chunk // b), half) * b
-            pieces = -(-width // w)
-            # Column weights of a strip: 1, then 1/2 on the block at offset nb / 2 (even nb,
-            # owned twice), then 0 on the padding up to whole pieces.
-            c = np.zeros(pieces * w)
-            c[:width] = 1.0
-            if nb % 2 == 0:
-                c[width - b : width] = 0.5
-            c = jnp.asarray(c.reshape(pieces, w), acc)
-            # Keys of the strip of block I start at row (I + 1) b of X repeated twice; the
-            # zero rows behind keep the last piece in range.
-            tail = pieces * w
-            Xk = jnp.concatenate([Xp, Xp, jnp.zeros((tail, d), acc)])
-            hk = jnp.concatenate([hp, hp, jnp.zeros((tail,), acc)])
-            Uk = jnp.concatenate([Up, Up, jnp.zeros((tail, e), acc)])
+        width = (half + 1) * b
+        # The strip's half + 1 blocks in equal pieces of at most `chunk` columns.
+        pieces = -(-(half + 1) // -(-self.chunk // b))
+        w = -(-(half + 1) // pieces) * b
+        # Column weights of the strip of block I (blocks I, ..., I + nb // 2): 1/2 on its own
+        # (diagonal) block, which the strip meets twice (E_II U_I and U_I^T E_II); 1/2 on
+        # the block at offset nb / 2 for even nb (owned by two strips); 0 on the padding up
+        # to whole pieces; 1 elsewhere.
+        c = np.zeros(pieces * w)
+        c[:width] = 1.0
+        c[:b] = 0.5
+        if nb % 2 == 0 and half:
+            c[width - b : width] = 0.5
+        c = jnp.asarray(c.reshape(pieces, w), acc)
+        # Keys of the strip of block I start at row I b of X repeated twice; the zero rows
+        # behind keep the last piece in range.
+        tail = pieces * w
+        Xk = jnp.concatenate([Xp, Xp, jnp.zeros((tail, d), acc)])
+        hk = jnp.concatenate([hp, hp, jnp.zeros((tail,), acc)])
+        Uk = jnp.concatenate([Up, Up, jnp.zeros((tail, e), acc)])
 
-            def strip(At, blk):
-                i, xi, hi, ui = blk
+        def strip(At, blk):
+            i, xi, hi, ui = blk
 
-                def piece(carry, t):
-                    At, ai = carry
-                    start = (i + 1) * b + t * w
-                    uk = lax.dynamic_slice_in_dim(Uk, start, w)
-                    E = (
-                        tile(
-                            xi,
-                            hi,
-                            lax.dynamic_slice_in_dim(Xk, start, w),
-                            lax.dynamic_slice_in_dim(hk, start, w),
-                        )
-                        * c[t][None, :]
-                    )
-                    ai = ai + dot_nn(E, uk, precision, acc)
-                    at = lax.dynamic_slice_in_dim(At, start, w, axis=1)
-                    At = lax.dynamic_update_slice_in_dim(
-                        At, at + dot_nn(ui.T, E, precision, acc), start, axis=1
-                    )
-                    return (At, ai), None
+            def piece(carry, t):
+                At, ai = carry
+                start = i * b + t * w
+                xk = lax.dynamic_slice_in_dim(Xk, start, w)
+                E = tile(xi, hi, xk, lax.dynamic_slice_in_dim(hk, start, w)) * c[t][None, :]
+                ai = ai + dot_nn(E, lax.dynamic_slice_in_dim(Uk, start, w), precision, acc)
+                at = lax.dynamic_slice_in_dim(At, start, w, axis=1) + dot_nn(
+                    ui.T, E, precision, acc
+                )
+                return (lax.dynamic_update_slice_in_dim(At, at, start, axis=1), ai), None
 
-                (At, ai), _ = lax.scan(piece, (At, jnp.zeros((b, e), acc)), jnp.arange(pieces))
-                return At, ai
+            (At, ai), _ = lax.scan(piece, (At, jnp.zeros((b, e), acc)), jnp.arange(pieces))
+            return At, ai
 
-            At, Ai = lax.scan(strip, jnp.zeros((e, Xk.shape[0]), acc), (jnp.arange(nb), Xb, Hb, Ub))
-            A = A + Ai.reshape(N, e) + (At[:, :N] + At[:, N : 2 * N]).T
+        blocks = (jnp.arange(nb), Xp.reshape(nb, b, d), hp.reshape(nb, b), Up.reshape(nb, b, e))
+        At, Ai = lax.scan(strip, jnp.zeros((e, Xk.shape[0]), acc), blocks)
+        A = Ai.reshape(N, e) + (At[:, :N] + At[:, N : 2 * N]).T
         A = A[:n]
         s = A[:, -1]
         finfo = jnp.finfo(acc)

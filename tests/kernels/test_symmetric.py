@@ -111,10 +111,13 @@ def test_auto_picks_it_for_large_self_interaction_on_the_cpu():
     def pick(n, d, backend="cpu", **kw):
         return select_kernel(n, d, dtype=jnp.float32, backend=backend, **kw)
 
-    assert pick(4096, 3, self_interaction=True) == Symmetric()
-    assert pick(4096, 8, self_interaction=True) == Symmetric()
-    assert pick(2048, 3, self_interaction=True) == Tiled()
-    assert pick(8192, 64, self_interaction=True) == Tiled()  # the products dominate there
+    assert pick(2048, 3, self_interaction=True) == Symmetric()
+    assert pick(2048, 16, self_interaction=True) == Symmetric()
+    assert pick(4096, 64, self_interaction=True) == Symmetric()
+    assert pick(1024, 3, self_interaction=True) == Tiled()
+    # where the products dominate the halved exponentials do not pay
+    assert pick(2048, 64, self_interaction=True) == Tiled()
+    assert pick(8192, 256, self_interaction=True) == Tiled()
     assert pick(8192, 3) == Tiled()  # cross sums: no symmetry
     assert pick(8192, 3, nk=4096, self_interaction=True) == Tiled()
     assert pick(8192, 3, self_interaction=True, backend="gpu") != Symmetric()
