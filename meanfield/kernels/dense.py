@@ -19,12 +19,11 @@ from ._base import (
     Stats,
     accumulation_dtype,
     check_precision,
-    default_backend,
     dot_nn,
     dot_nt,
 )
 
-#: Largest d for which "auto" scores use the broadcast sum on CPU.
+#: Largest d for which broadcast scores also take the broadcast form for Y.
 SMALL_D = 4
 SCORE_FORMS = ("auto", "matmul", "broadcast")
 
@@ -35,9 +34,10 @@ class Dense(AbstractKernel):
     **Arguments:**
 
     - `scores`: "matmul" (Q @ K^T), "broadcast" (sum_d q_d k_d written as a broadcast,
-      which XLA:CPU fuses with the exponential: 1.8x faster for vmapped n = 32, d = 2
-      systems, but it blows up XLA:GPU's compile time), or "auto" (broadcast on CPU for
-      d <= 4, matmul otherwise).
+      which XLA:CPU fuses with the exponential; it blows up XLA:GPU's compile time), or
+      "auto" (= "matmul"). On one 2-core EPYC the broadcast form ran vmapped n = 32,
+      d = 2 systems 1.8x faster; on another (with AVX-512, same jax) it was 2.5-15x
+      slower than matmul at every size tried, so it is no longer the default.
     - `precision`: "highest" (default), "high" or "default" for float32 products.
     """
 
@@ -51,8 +51,6 @@ class Dense(AbstractKernel):
         check_precision(self.precision)
 
     def _broadcast(self, d: int) -> bool:
-        if self.scores == "auto":
-            return d <= SMALL_D and default_backend() == "cpu"
         return self.scores == "broadcast"
 
     def stats(self, Q, K, V, beta, log_w) -> Stats:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import meanfield as mf
-from meanfield.kernels import Dense, KernelError, Lanes, log_masses, select_kernel
+from meanfield.kernels import Dense, KernelError, Lanes, Tiled, log_masses, select_kernel
 
 
 def _systems(S=12, n=9, d=3, seed=0, dtype=jnp.float64):
@@ -56,9 +56,9 @@ def test_selection_and_the_underflow_limit():
     pick = lambda **kw: select_kernel(32, 2, dtype=jnp.float32, backend="cpu", **kw)
     lanes_kw = dict(batch=2048, beta=4.0, self_interaction=True)
     assert isinstance(pick(**lanes_kw), Lanes)
-    assert isinstance(pick(**{**lanes_kw, "batch": 1}), Dense)  # one system: dense
-    assert isinstance(pick(**{**lanes_kw, "beta": None}), Dense)  # unknown beta: no bound
-    assert isinstance(pick(**{**lanes_kw, "beta": 60.0}), Dense)  # e^{-2 beta} underflows
+    assert isinstance(pick(**{**lanes_kw, "batch": 1}), Tiled)  # one system: one tile
+    assert isinstance(pick(**{**lanes_kw, "beta": None}), Tiled)  # unknown beta: no bound
+    assert isinstance(pick(**{**lanes_kw, "beta": 60.0}), Tiled)  # e^{-2 beta} underflows
     assert not isinstance(pick(**{**lanes_kw, "self_interaction": False}), Lanes)
     gpu = select_kernel(32, 2, dtype=jnp.float32, backend="gpu", **lanes_kw)
     assert not isinstance(gpu, Lanes)  # measured on CPU only

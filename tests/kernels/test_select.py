@@ -17,7 +17,7 @@ F32, F64, BF16 = jnp.float32, jnp.float64, jnp.bfloat16
 
 
 def test_cpu_choices_are_the_tuned_ones():
-    assert select_kernel(100, 3, dtype=F32, backend="cpu") == kernels.Dense()
+    assert select_kernel(100, 3, dtype=F32, backend="cpu") == kernels.Tiled()
     assert select_kernel(512, 64, dtype=F64, backend="cpu") == kernels.Dense()
     assert select_kernel(10_000, 3, dtype=F32, backend="cpu") == kernels.Tiled(512, 1024)
     # spectral on S^1 / S^2 when it pays, with the order rounded up to a power of two
@@ -73,12 +73,12 @@ def test_large_beta_picks_the_centred_kernel():
     chosen = select_kernel(5, 2, dtype=F64, beta=threshold + 1, self_interaction=True)
     assert chosen == kernels.Centred()
     below = select_kernel(5, 2, dtype=F64, beta=threshold - 1, self_interaction=True)
-    assert below == kernels.Dense()
+    assert below == kernels.Tiled()
     # float32 keeps the fast kernels (its own floor is 1e-7); Centred on request only
-    assert select_kernel(5, 2, dtype=F32, beta=4000.0, self_interaction=True) == kernels.Dense()
+    assert select_kernel(5, 2, dtype=F32, beta=4000.0, self_interaction=True) == kernels.Tiled()
     big = select_kernel(8192, 2, dtype=F64, beta=4000.0, self_interaction=True)
     assert big == kernels.Symmetric()  # beyond Centred's sizes
-    assert select_kernel(5, 2, dtype=F64, beta=4000.0) == kernels.Dense()  # cross sums
+    assert select_kernel(5, 2, dtype=F64, beta=4000.0) == kernels.Tiled()  # cross sums
 
 
 def test_policy_and_reprs_say_what_runs():
