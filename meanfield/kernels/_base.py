@@ -174,6 +174,16 @@ def check_precision(precision: str) -> str:
     return precision
 
 
+def check_block_sizes(kernel, *fields: str) -> None:
+    """Raise `KernelError` naming the kernel and the field unless each is an int >= 1."""
+    for field in fields:
+        value = getattr(kernel, field)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise KernelError(
+                f"{type(kernel).__name__} `{field}` must be a positive integer; got {value!r}."
+            )
+
+
 def dot_nt(a, b, precision: str, acc_dtype):
     """a @ b.T with f32 (or f64) accumulation at the requested precision."""
     return lax.dot_general(

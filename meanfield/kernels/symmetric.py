@@ -47,9 +47,9 @@ from jax import lax
 from ..sphere import project
 from ._base import (
     AbstractKernel,
-    KernelError,
     Stats,
     accumulation_dtype,
+    check_block_sizes,
     check_precision,
     dot_nn,
     dot_nt,
@@ -61,11 +61,6 @@ from .tiled import Tiled
 # n = 4096 and 16384, d = 3 and 64 (larger tiles fall out of the 1 MB L2).
 BLOCK = 256
 CHUNK = 4096
-
-
-def _positive_int(owner: str, field: str, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise KernelError(f"{owner} `{field}` must be a positive integer; got {value!r}.")
 
 
 class Symmetric(AbstractKernel):
@@ -85,8 +80,7 @@ class Symmetric(AbstractKernel):
     precision: str = "highest"
 
     def __check_init__(self):
-        _positive_int("Symmetric", "block", self.block)
-        _positive_int("Symmetric", "chunk", self.chunk)
+        check_block_sizes(self, "block", "chunk")
         check_precision(self.precision)
 
     def _tiled(self) -> Tiled:

@@ -19,9 +19,9 @@ from jax import lax
 
 from ._base import (
     AbstractKernel,
-    KernelError,
     Stats,
     accumulation_dtype,
+    check_block_sizes,
     check_precision,
     dot_nn,
     dot_nt,
@@ -49,10 +49,7 @@ class Tiled(AbstractKernel):
     precision: str = "highest"
 
     def __check_init__(self):
-        for field in ("block_q", "block_k"):
-            value = getattr(self, field)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise KernelError(f"Tiled `{field}` must be a positive integer; got {value!r}.")
+        check_block_sizes(self, "block_q", "block_k")
         check_precision(self.precision)
 
     def stats(self, Q, K, V, beta, log_w) -> Stats:
