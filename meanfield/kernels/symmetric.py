@@ -20,9 +20,9 @@ sides:
 
     A_I += E_IJ U_J,      A_J += E_IJ^T U_I   (accumulated transposed, as U_I^T E_IJ):
 
-about n (n + 2 block) / 2 exponentials instead of n^2, and no running maximum (the
-exponent is bounded). A block's strip of keys is visited in
-pieces of at most `chunk` columns, so memory is O(n d + block chunk).
+at most n (n + 2 block) / 2 exponentials instead of n^2, and no running maximum (the
+exponent is bounded). A strip is visited in even pieces of at most `chunk` columns, so
+memory is O(n d + block chunk).
 
 No running maximum means a row whose sum leaves the normal range is lost: a zero-mass
 particle far from every massive one at large beta (s_i below n * tiny / eps, where flushed
@@ -116,8 +116,10 @@ class Symmetric(AbstractKernel):
 
         half = nb // 2
         width = (half + 1) * b
-        # The strip's half + 1 blocks in equal pieces of at most `chunk` columns.
-        pieces = -(-(half + 1) // -(-self.chunk // b))
+        # The strip's half + 1 blocks in even pieces of at most `chunk` columns (rounded up
+        # to whole blocks): w columns each.
+        per_piece = max(1, -(-self.chunk // b))
+        pieces = -(-(half + 1) // per_piece)
         w = -(-(half + 1) // pieces) * b
         # Column weights of the strip of block I (blocks I, ..., I + nb // 2): 1/2 on its own
         # (diagonal) block, which the strip meets twice (E_II U_I and U_I^T E_II); 1/2 on
