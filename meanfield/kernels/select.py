@@ -9,7 +9,7 @@ matching row wins:
 | any | float64 | self-interaction, concrete beta > -log(eps) = 36, n <= 4096 | `Centred` |
 | cpu | any | self-interaction, a batch of >= 64 systems, n <= 128, d <= 8, concrete beta <= (max_exponent - 10) / 2 | `Lanes()` (systems on the vector lanes) |
 | cpu | any | pairs <= 512^2, d > 4 | `Dense()` (matmul scores) |
-| cpu | any | self-interaction, n >= 4096, d <= 8 | `Symmetric()` (one exp per unordered pair) |
+| cpu | any | self-interaction, n >= 1024 and d <= 8, n >= 2048 and d <= 16, or n >= 4096 and d <= 64 | `Symmetric()` (one exponential per unordered pair) |
 | cpu | any | larger | `Tiled(512, 1024)` |
 | gpu, tpu | any | pairs <= 2^20, or a batch with pairs <= 2^16 each | `Dense("matmul")` |
 | gpu | float16, bfloat16 | larger | `Attention("cudnn")` |
@@ -20,17 +20,17 @@ matching row wins:
 Why: on a 2-core CPU the 512 x 1024 tiles were the fastest measured, also for small
 problems at d <= 4 (1.0-1.5x the dense matmul form single, 1.1-1.4x vmapped; the
 broadcast-sum scores were 2.5-15x slower on the AVX-512 EPYC of 2026-12-07); for
-self-interaction the symmetric strips (half the exponentials) ran 1.5x the tiles at n =
-2048, 1.7x at 4096 and 8192 and 2.1x at 16384 for d = 3, 1.3x at d = 16, 1.1x at d = 64
-from n = 4096 (at d = 64 and n = 2048, or d = 256, where the products dominate, they did
-not pay); for ensembles of tiny systems the lanes layout (one fused pass per key over all
-systems) ran 2.3x the vmapped dense kernel (2048 x n = 32 x d = 2); on an H100 the
-broadcast-sum form blew up XLA:GPU's compile time for ensembles, 4096 x 4096 tiles were 4x
-faster than 512 x 1024, and cuDNN (bf16) and a Pallas flash kernel (f32) were 50x and 3-7x
-faster than the best tiles. Centred keeps forces below e^{-36} to relative precision (the
-metastable regime); float32 gets it on request only, its own floor being 1e-7. float64
-never goes to a kernel that cannot do it. Every choice is an instance whose repr says what
-it is.
+self-interaction the symmetric strips (half the exponentials) ran 1.15x the tiles at n =
+1024 (d <= 8), 1.5x at n = 2048, 1.7x at 4096 and 8192 and 2.1x at 16384 for d = 3, 1.3x
+at d = 16, 1.1x at d = 64 from n = 4096 (at d = 64 and n = 2048, or d = 256, where the
+products dominate, they did not pay); for ensembles of tiny systems the lanes layout (one
+fused pass per key over all systems) ran 2.3x the vmapped dense kernel (2048 x n = 32 x d
+= 2); on an H100 the broadcast-sum form blew up XLA:GPU's compile time for ensembles, 4096
+x 4096 tiles were 4x faster than 512 x 1024, and cuDNN (bf16) and a Pallas flash kernel
+(f32) were 50x and 3-7x faster than the best tiles. Centred keeps forces below e^{-36} to
+relative precision (the metastable regime); float32 gets it on request only, its own floor
+being 1e-7. float64 never goes to a kernel that cannot do it. Every choice is an instance
+whose repr says what it is.
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ CENTRED_MAX_N = 4096
 LANES_MIN_BATCH = 64
 LANES_MAX_N = 128
 # (smallest n, largest d) pairs where Symmetric beat Tiled on the 2-core CPU
-SYMMETRIC_FIT = ((2048, 16), (4096, 64))
+SYMMETRIC_FIT = ((1024, 8), (2048, 16), (4096, 64))
 BACKENDS = ("cpu", "gpu", "tpu")
 
 

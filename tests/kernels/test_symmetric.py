@@ -114,7 +114,9 @@ def test_auto_picks_it_for_large_self_interaction_on_the_cpu():
     assert pick(2048, 3, self_interaction=True) == Symmetric()
     assert pick(2048, 16, self_interaction=True) == Symmetric()
     assert pick(4096, 64, self_interaction=True) == Symmetric()
-    assert pick(1024, 3, self_interaction=True) == Tiled()
+    assert pick(1024, 8, self_interaction=True) == Symmetric()
+    assert pick(768, 3, self_interaction=True) == Tiled()
+    assert pick(1024, 16, self_interaction=True) == Tiled()
     # where the products dominate the halved exponentials do not pay
     assert pick(2048, 64, self_interaction=True) == Tiled()
     assert pick(8192, 256, self_interaction=True) == Tiled()
