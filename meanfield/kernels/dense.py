@@ -50,13 +50,10 @@ class Dense(AbstractKernel):
             raise KernelError(f"Dense `scores` must be one of {SCORE_FORMS}; got {self.scores!r}.")
         check_precision(self.precision)
 
-    def _broadcast(self, d: int) -> bool:
-        return self.scores == "broadcast"
-
     def stats(self, Q, K, V, beta, log_w) -> Stats:
         dtype = jnp.result_type(Q, K, V)
         acc = accumulation_dtype(dtype)
-        broadcast = self._broadcast(Q.shape[1])
+        broadcast = self.scores == "broadcast"
         if broadcast:
             G = jnp.sum(Q.astype(acc)[:, None, :] * K.astype(acc)[None, :, :], axis=-1)
         else:

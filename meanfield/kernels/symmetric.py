@@ -167,15 +167,8 @@ class Symmetric(AbstractKernel):
         return h + M + jnp.log(s), Y, ok
 
     def tangent_stats(self, X, beta, log_w) -> Stats:
-        L, Y, ok = self._symmetric_sums(X, beta, log_w, True)
-        Y = Y.astype(X.dtype)
-
-        def exact(_):
-            L1, Y1 = self._tiled().stats(X, X, X, beta, log_w)
-            return L1.astype(L.dtype), Y1
-
-        L, Y = lax.cond(ok, lambda _: (L, Y), exact, None)
-        return Stats(L, project(X, Y))
+        L, T = self.batched_tangent_stats(X[None], beta, log_w)
+        return Stats(L[0], T[0])
 
     def log_interaction(self, X, beta, log_w):
         L, _, ok = self._symmetric_sums(X, beta, log_w, False)
@@ -188,6 +181,8 @@ class Symmetric(AbstractKernel):
         return jax.nn.logsumexp(L + log_w.astype(L.dtype))
 
     def batched_tangent_stats(self, Xs, beta, log_w) -> Stats:
+        """Every system in one pass; one `lax.cond` for the whole batch (a vmapped cond
+        would run both branches), so a single system goes through here too."""
         beta = jnp.broadcast_to(beta, Xs.shape[:1])
         sums = jax.vmap(lambda X, b: self._symmetric_sums(X, b, log_w, True))
         L, Y, ok = sums(Xs, beta)
