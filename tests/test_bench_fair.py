@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from meanfield.kernels import native_available
+
 ROOT = Path(__file__).resolve().parents[1]
 PEERS = ("numpy", "plain_jax")
 
@@ -45,6 +47,8 @@ def test_bench_fair_smoke(tmp_path):
             symmetric = row["kernel"].startswith("Symmetric")
             assert symmetric == (row["n"] == 2048)
             assert (row["floor_s"] < row["standard_floor_s"]) == symmetric
+            if row["d"] == 3:  # the native fused loop where it is built
+                assert row["kernel"] == ("Fused()" if native_available() else "Tiled()")
         elif row["workload"] == "ensemble":
             assert row["x0_identical"]
             assert row["max_diff"] < 1e-3, row  # final states against float64
@@ -53,5 +57,7 @@ def test_bench_fair_smoke(tmp_path):
             assert row["max_diff"] < 1e-5, row
         else:
             assert row["max_diff"] < 1e-4, row
+    if native_available():  # the floor includes the fused loop's own exponential
+        assert any(k.startswith("meanfield_native") for k in result["floor"]["exp_rates"])
     md = (tmp_path / "RESULTS_fair.md").read_text()
     assert md.startswith("# Fair CPU benchmark") and "% of floor" in md

@@ -25,7 +25,9 @@ from .attention import Attention
 from .centred import Centred
 from .dense import Dense
 from .flash import Flash
+from .fused import Fused
 from .lanes import Lanes
+from .native import available as native_available
 from .ring import Ring, default_mesh
 from .select import REGISTRY, centred_beta_threshold, kernel_from, resolve_kernel, select_kernel
 from .spectral import Spectral
@@ -39,6 +41,7 @@ __all__ = [
     "Centred",
     "Dense",
     "Flash",
+    "Fused",
     "KernelError",
     "Lanes",
     "Ring",
@@ -53,6 +56,7 @@ __all__ = [
     "kernel_from",
     "log_masses",
     "max_exponent",
+    "native_available",
     "resolve_kernel",
     "select_kernel",
     "spectral_error_bound",

@@ -28,6 +28,7 @@ SMALL = {
     "ring": lambda: kernels.Ring(kernels.Tiled(16, 32)),
     "lanes": lambda: kernels.Lanes(),
     "symmetric": lambda: kernels.Symmetric(8, 16),
+    "fused": lambda: kernels.Fused(),
 }
 PAIRWISE = [name for name in SMALL if name != "spectral"]
 DTYPES = {"float64": jnp.float64, "float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -245,7 +246,7 @@ def test_model_velocity_and_energy_agree_across_kernels(getkey):
         if True:
             dense = mf.MeanField(7.0, sign=sign, attention=attention, kernel="dense")
             v0, e0 = dense.velocity(X, m), dense.energy(X, m)
-            for name in ("tiled", "centred", "flash", "ring", "symmetric"):
+            for name in ("tiled", "centred", "flash", "ring", "symmetric", "fused"):
                 model = mf.MeanField(7.0, sign=sign, attention=attention, kernel=SMALL[name]())
                 np.testing.assert_allclose(model.velocity(X, m), v0, rtol=1e-11, atol=1e-11)
                 np.testing.assert_allclose(model.energy(X, m), e0, rtol=1e-12)

@@ -29,7 +29,8 @@ def test_batched_stats_equal_the_dense_kernel_per_system():
     "attention, sign, kw",
     [("sa", 1, {}), ("usa", -1, {}), ("usa", 1, {"shift_kernel": True, "rescaled_time": True})],
 )
-def test_ensemble_in_the_lanes_layout_equals_the_dense_ensemble(attention, sign, kw):
+def test_ensemble_in_the_lanes_layout_equals_the_dense_ensemble(attention, sign, kw, monkeypatch):
+    monkeypatch.setenv("MEANFIELD_NATIVE", "0")  # without the native Fused loop
     model = mf.MeanField(3.0, sign=sign, attention=attention, **kw)
     run = dict(n=10, d=3, seeds=40, dt=0.05, steps=20, save_every=10, betas=[1.0, 3.0])
     assert isinstance(model.resolve_kernel(10, 3, batch=80).kernel, Lanes)  # auto picks it
@@ -53,7 +54,7 @@ def test_float32_lanes_within_1e_5_of_float64():
 
 
 def test_selection_and_the_underflow_limit():
-    pick = lambda **kw: select_kernel(32, 2, dtype=jnp.float32, backend="cpu", **kw)
+    pick = lambda **kw: select_kernel(32, 2, dtype=jnp.float32, backend="cpu", native=False, **kw)
     lanes_kw = dict(batch=2048, beta=4.0, self_interaction=True)
     assert isinstance(pick(**lanes_kw), Lanes)
     assert isinstance(pick(**{**lanes_kw, "batch": 1}), Tiled)  # one system: one tile

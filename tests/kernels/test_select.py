@@ -72,12 +72,18 @@ def test_large_beta_picks_the_centred_kernel():
     assert threshold == pytest.approx(36.04, abs=0.01)
     chosen = select_kernel(5, 2, dtype=F64, beta=threshold + 1, self_interaction=True)
     assert chosen == kernels.Centred()
-    below = select_kernel(5, 2, dtype=F64, beta=threshold - 1, self_interaction=True)
+    pure = dict(self_interaction=True, native=False)  # without the native Fused loop
+    below = select_kernel(5, 2, dtype=F64, beta=threshold - 1, **pure)
     assert below == kernels.Tiled()
     # float32 keeps the fast kernels (its own floor is 1e-7); Centred on request only
-    assert select_kernel(5, 2, dtype=F32, beta=4000.0, self_interaction=True) == kernels.Tiled()
-    big = select_kernel(8192, 2, dtype=F64, beta=4000.0, self_interaction=True)
+    assert select_kernel(5, 2, dtype=F32, beta=4000.0, **pure) == kernels.Tiled()
+    big = select_kernel(8192, 2, dtype=F64, beta=4000.0, **pure)
     assert big == kernels.Symmetric()  # beyond Centred's sizes
+    # with it, the fused loop (exact at any beta: its fall-back keeps far rows)
+    fused = dict(self_interaction=True, native=True)
+    assert select_kernel(5, 2, dtype=F64, beta=threshold - 1, **fused) == kernels.Fused()
+    assert select_kernel(8192, 2, dtype=F64, beta=4000.0, **fused) == kernels.Fused()
+    assert select_kernel(5, 2, dtype=F64, beta=threshold + 1, **fused) == kernels.Centred()
     assert select_kernel(5, 2, dtype=F64, beta=4000.0) == kernels.Tiled()  # cross sums
 
 
