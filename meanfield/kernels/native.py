@@ -23,6 +23,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+from jaxlib import version as _jaxlib
 
 SOURCE = Path(__file__).with_name("fused.cc")
 TARGETS = {"float32": "meanfield_fused_f32", "float64": "meanfield_fused_f64"}
@@ -98,14 +99,16 @@ def build() -> Path:
     """The path of the built library for this host (compiled now if not cached).
     Raises `NativeUnavailable` with the reason when it cannot be built."""
     cxx = _compiler()
+    jaxlib_version = _jaxlib.__version__
     key = hashlib.sha256()
-    for part in (
+    parts = (
         SOURCE.read_bytes(),
         _version(cxx).encode(),
         " ".join(FLAGS).encode(),
-        jax.ffi.include_dir().encode(),
+        f"{jax.ffi.include_dir()} {jaxlib_version}".encode(),
         _cpu_signature().encode(),
-    ):
+    )
+    for part in parts:
         key.update(part)
     target = cache_dir() / f"fused-{key.hexdigest()[:16]}.so"
     if target.exists():

@@ -19,9 +19,10 @@ matching row wins:
 | gpu, tpu | otherwise (float64, wide heads, TPU float32) | larger | `Tiled(4096, 4096)` |
 
 Why: on a 2-core CPU the native fused loop beat every pure-JAX kernel for self-interaction
-at d <= 8 at every size measured (n = 16 to 8192, one system or 2048 at once: 1.4-3.2x the
-tiles, 1.2-1.9x the symmetric strips, 1.6x the lanes layout for 2048 x n = 32 x d = 2);
-without it (no compiler, `MEANFIELD_NATIVE=0`) the rows below apply. The 512 x 1024 tiles were the fastest measured, also for small
+at d <= 8 at every size measured (n = 16 to 8192 at d = 3, and d = 8: 1.4-3.3x the tiles,
+1.3-1.9x the symmetric strips from n = 1024, 1.6-1.8x the lanes layout for 2048 x n = 32 x
+d = 2); without it (no compiler, `MEANFIELD_NATIVE=0`) the rows below apply. The 512 x
+1024 tiles were the fastest measured, also for small
 problems at d <= 4 (1.0-1.5x the dense matmul form single, 1.1-1.4x vmapped; the
 broadcast-sum scores were 2.5-15x slower on the AVX-512 EPYC of 2026-12-07); for
 self-interaction the symmetric strips (half the exponentials) ran 1.15x the tiles at n =
