@@ -29,6 +29,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <mutex>
 #include <vector>
 
@@ -299,6 +300,27 @@ void finish(const Problem<T>& P, int64_t id, const System<T>& sys) {
 }
 
 // body(i) for i in [0, count) on the caller and the pool's threads (a shared counter).
+//
+// The caller never waits for a task that has not started: when the work is gone it closes
+// the shared state, a task that starts after that returns at once (touching only the
+// state, which it co-owns), and the caller waits only for the tasks that are running. So
+// two such calls running at once on a busy pool, each with a task queued behind the
+// other, cannot deadlock.
+struct ParallelState {
+  std::atomic<int64_t> next{0};
+  int64_t count = 0;
+  void (*call)(const void*, int64_t) = nullptr;
+  const void* body = nullptr;
+  std::mutex mutex;
+  std::condition_variable idle;
+  int running = 0;
+  bool closed = false;
+
+  void work() {
+    for (int64_t i; (i = next.fetch_add(1)) < count;) call(body, i);
+  }
+};
+
 template <class F>
 void parallel_for(ffi::ThreadPool& pool, int64_t count, const F& body) {
   const int64_t threads = std::min<int64_t>(std::max<int64_t>(pool.num_threads(), 1), count);
@@ -306,23 +328,26 @@ void parallel_for(ffi::ThreadPool& pool, int64_t count, const F& body) {
     for (int64_t i = 0; i < count; ++i) body(i);
     return;
   }
-  std::atomic<int64_t> next{0};
-  std::mutex mutex;
-  std::condition_variable done;
-  int64_t pending = threads - 1;
-  auto work = [&] {
-    for (int64_t i; (i = next.fetch_add(1)) < count;) body(i);
-  };
+  auto state = std::make_shared<ParallelState>();
+  state->count = count;
+  state->body = &body;
+  state->call = [](const void* f, int64_t i) { (*static_cast<const F*>(f))(i); };
   for (int64_t t = 1; t < threads; ++t) {
-    pool.Schedule([&] {
-      work();
-      std::lock_guard<std::mutex> lock(mutex);
-      if (--pending == 0) done.notify_all();
+    pool.Schedule([state] {
+      {
+        std::lock_guard<std::mutex> lock(state->mutex);
+        if (state->closed) return;
+        ++state->running;
+      }
+      state->work();
+      std::lock_guard<std::mutex> lock(state->mutex);
+      if (--state->running == 0) state->idle.notify_all();
     });
   }
-  work();
-  std::unique_lock<std::mutex> lock(mutex);
-  done.wait(lock, [&] { return pending == 0; });
+  state->work();
+  std::unique_lock<std::mutex> lock(state->mutex);
+  state->closed = true;
+  state->idle.wait(lock, [&] { return state->running == 0; });
 }
 
 // ------------------------------------------------------------------ systems on the lanes

@@ -14,6 +14,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import hashlib
+import logging
 import os
 import platform
 import shutil
@@ -32,6 +33,7 @@ EXP_SUM_TARGET = "meanfield_exp_sum_f32"
 FLAGS = ("-O3", "-std=c++17", "-shared", "-fPIC", "-w")
 #: Seconds a compilation may take before it is given up.
 COMPILE_TIMEOUT_S = 300
+log = logging.getLogger("meanfield")
 
 
 class NativeUnavailable(RuntimeError):
@@ -77,9 +79,12 @@ def _version(cxx: str) -> str:
 
 def _compile(cxx: str, flags: tuple[str, ...], target: Path) -> str | None:
     """Compile into `target` atomically; None on success, else the compiler's message."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
-    os.close(fd)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+        os.close(fd)
+    except OSError as err:
+        return f"cannot write to the cache folder {target.parent} ({err.strerror})"
     cmd = [cxx, *FLAGS, *flags, f"-I{jax.ffi.include_dir()}", str(SOURCE), "-o", tmp]
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=COMPILE_TIMEOUT_S)
@@ -113,6 +118,7 @@ def build() -> Path:
     target = cache_dir() / f"fused-{key.hexdigest()[:16]}.so"
     if target.exists():
         return target
+    log.info("meanfield: compiling the Fused kernel's native loop (once, about 15 s)")
     # -march=native where the compiler knows it, else the baseline instruction set.
     for flags in (("-march=native",), ()):
         error = _compile(cxx, flags, target)

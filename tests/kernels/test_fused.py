@@ -203,3 +203,20 @@ def test_the_build_is_cached_and_a_broken_compiler_is_reported(tmp_path, monkeyp
     assert path.parent == tmp_path and path.stat().st_size > 0
     assert native.build() == path  # cached: the same file, not rebuilt
     assert [p.name for p in tmp_path.iterdir()] == [path.name]
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    monkeypatch.setenv("MEANFIELD_CACHE_DIR", str(blocked / "cache"))
+    with pytest.raises(native.NativeUnavailable, match="cannot write to the cache folder"):
+        native.build()
+
+
+def test_independent_calls_in_one_program(getkey):
+    # XLA may run independent native calls at once on its thread pool: each still splits
+    # its rows over the pool (and waits only for the tasks that started) and is exact.
+    log_w = log_masses(jnp.full((700,), 1 / 700))
+    Xs = [_points(getkey(), (700, 3)) for _ in range(4)]
+    both = jax.jit(lambda *X: [Fused().tangent_stats(x, 2.0, log_w).Y for x in X])
+    for _ in range(20):
+        out = both(*Xs)
+    for X, T in zip(Xs, out, strict=True):
+        np.testing.assert_allclose(np.asarray(T), _reference(X, 2.0, log_w)[1], atol=1e-12)
