@@ -147,6 +147,30 @@ struct System {
   bool bounded = true;    // beta >= 0: every exponent t_ij <= 0
 };
 
+// The sums of R row vectors: s_i = sum_j e_ij and A_i = sum_j e_ij x_j, in registers.
+template <class T, int D, int R>
+struct Sums {
+  V<T> s[R], A[R][D];
+
+  Sums() {
+    for (int r = 0; r < R; ++r) {
+      s[r] = splat(T(0));
+      for (int k = 0; k < D; ++k) A[r][k] = splat(T(0));
+    }
+  }
+  template <class X>  // X: T (a key broadcast to the lanes) or V<T> (one per lane)
+  inline void add_term(int r, V<T> e, const X* xj) {
+    s[r] += e;
+    for (int k = 0; k < D; ++k) A[r][k] = e * xj[k] + A[r][k];
+  }
+  inline void add(const Sums& other) {
+    for (int r = 0; r < R; ++r) {
+      s[r] += other.s[r];
+      for (int k = 0; k < D; ++k) A[r][k] += other.A[r][k];
+    }
+  }
+};
+
 // Rows [i0, i0 + NV W) of one system: the (D + 1) NV accumulators live in registers.
 template <class T, int D, int NV, bool Bounded>
 inline void row_block(System<T>& sys, int i0) {
@@ -160,17 +184,9 @@ inline void row_block(System<T>& sys, int i0) {
   const T* xk[D];
   for (int k = 0; k < D; ++k) xk[k] = &sys.x[k * n];
   const T* b = sys.b.data();
-  V<T> s[NV], A[NV][D];  // sums over the chunks done so far
-  for (int v = 0; v < NV; ++v) {
-    s[v] = splat(T(0));
-    for (int k = 0; k < D; ++k) A[v][k] = splat(T(0));
-  }
+  Sums<T, D, NV> total;  // over the chunks done so far
   for (int j0 = 0; j0 < n; j0 += CHUNK) {
-    V<T> cs[NV], cA[NV][D];  // this chunk's sums
-    for (int v = 0; v < NV; ++v) {
-      cs[v] = splat(T(0));
-      for (int k = 0; k < D; ++k) cA[v][k] = splat(T(0));
-    }
+    Sums<T, D, NV> chunk;
     for (int j = j0; j < std::min(n, j0 + CHUNK); ++j) {
       T xj[D];
       for (int k = 0; k < D; ++k) xj[k] = xk[k][j];
@@ -178,19 +194,14 @@ inline void row_block(System<T>& sys, int i0) {
       for (int v = 0; v < NV; ++v) {
         V<T> t = ai[v] + bj;
         for (int k = 0; k < D; ++k) t = xi[v][k] * xj[k] + t;
-        V<T> e = vexp<T, Bounded>(t);
-        cs[v] += e;
-        for (int k = 0; k < D; ++k) cA[v][k] = e * xj[k] + cA[v][k];
+        chunk.add_term(v, vexp<T, Bounded>(t), xj);
       }
     }
-    for (int v = 0; v < NV; ++v) {
-      s[v] += cs[v];
-      for (int k = 0; k < D; ++k) A[v][k] += cA[v][k];
-    }
+    total.add(chunk);
   }
   for (int v = 0; v < NV; ++v) {
-    store(&sys.s[i0 + v * W], s[v]);
-    for (int k = 0; k < D; ++k) store(&sys.acc[k * np + i0 + v * W], A[v][k]);
+    store(&sys.s[i0 + v * W], total.s[v]);
+    for (int k = 0; k < D; ++k) store(&sys.acc[k * np + i0 + v * W], total.A[v][k]);
   }
 }
 
@@ -375,21 +386,14 @@ template <class T, int D, int R, bool Bounded>
 inline void lane_rows(const Problem<T>& P, const LaneGroup<T>& g, int i0) {
   constexpr int W = Simd<T>::W;
   const int64_t n = P.n, S = P.inner;
-  V<T> xi[R][D], ci[R], s[R], A[R][D];
+  V<T> xi[R][D], ci[R];
   for (int r = 0; r < R; ++r) {
     ci[r] = load(&g.c[(i0 + r) * W]);
-    s[r] = splat(T(0));
-    for (int k = 0; k < D; ++k) {
-      xi[r][k] = load(g.x + k * n * S + (i0 + r) * S);
-      A[r][k] = splat(T(0));
-    }
+    for (int k = 0; k < D; ++k) xi[r][k] = load(g.x + k * n * S + (i0 + r) * S);
   }
+  Sums<T, D, R> total;  // over the chunks done so far
   for (int64_t j0 = 0; j0 < n; j0 += CHUNK) {
-    V<T> cs[R], cA[R][D];  // this chunk's sums
-    for (int r = 0; r < R; ++r) {
-      cs[r] = splat(T(0));
-      for (int k = 0; k < D; ++k) cA[r][k] = splat(T(0));
-    }
+    Sums<T, D, R> chunk;
     for (int64_t j = j0; j < std::min<int64_t>(n, j0 + CHUNK); ++j) {
       V<T> xj[D];
       for (int k = 0; k < D; ++k) xj[k] = load(g.x + k * n * S + j * S);
@@ -397,21 +401,16 @@ inline void lane_rows(const Problem<T>& P, const LaneGroup<T>& g, int i0) {
       for (int r = 0; r < R; ++r) {
         V<T> dot = xi[r][0] * xj[0];
         for (int k = 1; k < D; ++k) dot = xi[r][k] * xj[k] + dot;
-        V<T> e = vexp<T, Bounded>(g.beta * dot + (ci[r] + bj));
-        cs[r] += e;
-        for (int k = 0; k < D; ++k) cA[r][k] = e * xj[k] + cA[r][k];
+        chunk.add_term(r, vexp<T, Bounded>(g.beta * dot + (ci[r] + bj)), xj);
       }
     }
-    for (int r = 0; r < R; ++r) {
-      s[r] += cs[r];
-      for (int k = 0; k < D; ++k) A[r][k] += cA[r][k];
-    }
+    total.add(chunk);
   }
   for (int r = 0; r < R; ++r) {
     const int64_t i = i0 + r;
     store(P.C + g.row + i * S, load(&g.h[i * W]));
-    store(P.s + g.row + i * S, s[r]);
-    for (int k = 0; k < D; ++k) store(P.A + (g.x - P.X) + k * n * S + i * S, A[r][k]);
+    store(P.s + g.row + i * S, total.s[r]);
+    for (int k = 0; k < D; ++k) store(P.A + (g.x - P.X) + k * n * S + i * S, total.A[r][k]);
   }
 }
 
