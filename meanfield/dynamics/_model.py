@@ -93,8 +93,9 @@ class MeanField(eqx.Module):
       attention="general" only, an `MLP`.
     - `kernel`: how the pairwise sums are computed: "auto" (`kernels.select_kernel`, by
       backend, dtype, n, d and beta, resolved once by every entry point), a name of
-      `kernels.REGISTRY` ("dense", "tiled", "symmetric", "lanes", "centred", "spectral",
-      "attention", "flash", "ring") or a kernel instance such as `kernels.Tiled(1024, 1024)`.
+      `kernels.REGISTRY` ("dense", "tiled", "fused", "symmetric", "lanes", "centred",
+      "spectral", "attention", "flash", "ring") or a kernel instance such as
+      `kernels.Tiled(1024, 1024)`.
     - `shift_kernel`: use K = exp(beta(<x, y> - 1)) (the convention of the perceptron
       paper's code): weakens the interaction by e^{-beta} relative to the perceptron.
     - `rescaled_time`: multiply the whole velocity by e^{-beta}; the same trajectories on a

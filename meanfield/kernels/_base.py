@@ -184,6 +184,19 @@ def check_block_sizes(kernel, *fields: str) -> None:
             )
 
 
+def bounded_sums_exact(s, log_w):
+    """Whether row sums computed with a bounded exponent and no running maximum (the
+    Gaussian form of `Symmetric` and `Fused`) are exact to relative precision: every s_i
+    in [n tiny / eps, max] of its dtype (below, flushed subnormal terms could cost relative
+    precision; above, it overflowed), or no weight at all (every L = -inf anyway).
+
+    **Arguments:** `s` (..., n) row sums; `log_w` the log-weights. **Returns:** a bool scalar.
+    """
+    finfo = jnp.finfo(s.dtype)
+    floor = s.shape[-1] * float(finfo.tiny) / float(finfo.eps)
+    return jnp.all((s >= floor) & (s <= float(finfo.max))) | jnp.all(jnp.isneginf(log_w))
+
+
 def dot_nt(a, b, precision: str, acc_dtype):
     """a @ b.T with f32 (or f64) accumulation at the requested precision."""
     return lax.dot_general(

@@ -136,15 +136,12 @@ constexpr int CHUNK = 64;
 // The statistics of one system, prepared in structure-of-arrays buffers.
 template <class T>
 struct System {
-  int n = 0, np = 0;      // points, rows padded to whole row blocks
-  std::vector<T> x;       // (D, n) coordinates of the keys
-  std::vector<T> xb;      // (D, np) beta-scaled coordinates of the rows (0 in the padding)
+  int n = 0, np = 0;      // points, and rows padded to whole vectors
+  std::vector<T> x;       // (D, np) coordinates (0 in the padding)
   std::vector<T> a;       // (np,) -h_i
   std::vector<T> b;       // (n,) log w_j - M
-  std::vector<T> h;       // (n,) h_i
   std::vector<T> s, acc;  // (np,) row sums and (D, np) weighted sums
-  T M = 0;
-  bool bounded = true;    // beta >= 0: every exponent t_ij <= 0
+  T beta = 0, M = 0;
 };
 
 // The sums of R row vectors: s_i = sum_j e_ij and A_i = sum_j e_ij x_j, in registers.
@@ -176,13 +173,13 @@ template <class T, int D, int NV, bool Bounded>
 inline void row_block(System<T>& sys, int i0) {
   constexpr int W = Simd<T>::W;
   const int np = sys.np, n = sys.n;
-  V<T> xi[NV][D], ai[NV];
+  V<T> xi[NV][D], ai[NV];  // beta x_i and -h_i of the block's rows
   for (int v = 0; v < NV; ++v) {
     ai[v] = load(&sys.a[i0 + v * W]);
-    for (int k = 0; k < D; ++k) xi[v][k] = load(&sys.xb[k * np + i0 + v * W]);
+    for (int k = 0; k < D; ++k) xi[v][k] = sys.beta * load(&sys.x[k * np + i0 + v * W]);
   }
   const T* xk[D];
-  for (int k = 0; k < D; ++k) xk[k] = &sys.x[k * n];
+  for (int k = 0; k < D; ++k) xk[k] = &sys.x[k * np];
   const T* b = sys.b.data();
   Sums<T, D, NV> total;  // over the chunks done so far
   for (int j0 = 0; j0 < n; j0 += CHUNK) {
@@ -211,27 +208,25 @@ constexpr int vectors_per_block() {
   return D <= 2 ? 3 : 2;
 }
 
+template <class T, int D, int NV>
+inline void row_block_any(System<T>& sys, int i0) {
+  sys.beta >= 0 ? row_block<T, D, NV, true>(sys, i0) : row_block<T, D, NV, false>(sys, i0);
+}
+
 // Row vectors [v0, v0 + count) of one system, in blocks of at most vectors_per_block.
 template <class T, int D>
-void rows(System<T>& sys, int v0, int count, bool bounded) {
+void rows(System<T>& sys, int v0, int count) {
   constexpr int W = Simd<T>::W, NV = vectors_per_block<D>();
   for (int v = v0; v < v0 + count;) {
     const int m = std::min(NV, v0 + count - v);
-    const int i0 = v * W;
     if constexpr (NV >= 3) {
-      if (m >= 3) {
-        bounded ? row_block<T, D, 3, true>(sys, i0) : row_block<T, D, 3, false>(sys, i0);
-        v += m;
+      if (m == 3) {
+        row_block_any<T, D, 3>(sys, v * W);
+        v += 3;
         continue;
       }
     }
-    if (m >= 3) {
-      bounded ? row_block<T, D, 3, true>(sys, i0) : row_block<T, D, 3, false>(sys, i0);
-    } else if (m == 2) {
-      bounded ? row_block<T, D, 2, true>(sys, i0) : row_block<T, D, 2, false>(sys, i0);
-    } else {
-      bounded ? row_block<T, D, 1, true>(sys, i0) : row_block<T, D, 1, false>(sys, i0);
-    }
+    m == 2 ? row_block_any<T, D, 2>(sys, v * W) : row_block_any<T, D, 1>(sys, v * W);
     v += m;
   }
 }
@@ -268,11 +263,9 @@ void prepare(const Problem<T>& P, int64_t id, System<T>& sys) {
   const int np = (n + W - 1) / W * W;
   sys.n = n;
   sys.np = np;
-  sys.x.assign(size_t(D) * n, T(0));
-  sys.xb.assign(size_t(D) * np, T(0));
+  sys.x.assign(size_t(D) * np, T(0));
   sys.a.assign(np, T(0));
   sys.b.resize(n);
-  sys.h.resize(n);
   sys.s.assign(np, T(0));
   sys.acc.assign(size_t(D) * np, T(0));
   const Strides st = P.strides(id);
@@ -283,18 +276,16 @@ void prepare(const Problem<T>& P, int64_t id, System<T>& sys) {
     T norm2 = 0;
     for (int k = 0; k < D; ++k) {
       const T xik = P.X[st.x_base + i * st.x_i + k * st.x_k];
-      sys.x[k * n + i] = xik;
-      sys.xb[k * np + i] = beta * xik;
+      sys.x[k * np + i] = xik;
       norm2 += xik * xik;
     }
     const T h = T(0.5) * beta * norm2;
-    sys.h[i] = h;
     sys.a[i] = -h;
     M = std::max(M, log_w[i] + h);
   }
   if (!std::isfinite(M)) M = 0;
   sys.M = M;
-  sys.bounded = beta >= 0;
+  sys.beta = beta;
   for (int j = 0; j < n; ++j) sys.b[j] = log_w[j] - M;
 }
 
@@ -304,7 +295,7 @@ void finish(const Problem<T>& P, int64_t id, const System<T>& sys) {
   const Strides st = P.strides(id);
   const int n = sys.n, np = sys.np;
   for (int i = 0; i < n; ++i) {
-    P.C[st.l_base + i * st.l_i] = sys.h[i] + sys.M;
+    P.C[st.l_base + i * st.l_i] = sys.M - sys.a[i];
     P.s[st.l_base + i * st.l_i] = sys.s[i];
     for (int k = 0; k < D; ++k) P.A[st.x_base + i * st.x_i + k * st.x_k] = sys.acc[k * np + i];
   }
@@ -369,10 +360,8 @@ template <class T>
 struct LaneGroup {
   const T* x;      // x_{k, j} of the group's systems at x + k n S + j S (W lanes)
   int64_t row;     // offset of row i = 0 in the (..., n, S) outputs; row i at + i S
-  int64_t sys0;    // first system (index into beta)
   const T* log_w;  // (n,) shared by the group
-  std::vector<T> c;  // (n, W) -h_i - M per system
-  std::vector<T> h;  // (n, W) h_i + M per system (the output shifts)
+  std::vector<T> shift;  // (n, W) h_i + M per system (t_ij = beta <x_i, x_j> - shift_i + log w_j)
   V<T> beta;
   bool bounded;
 };
@@ -388,7 +377,7 @@ inline void lane_rows(const Problem<T>& P, const LaneGroup<T>& g, int i0) {
   const int64_t n = P.n, S = P.inner;
   V<T> xi[R][D], ci[R];
   for (int r = 0; r < R; ++r) {
-    ci[r] = load(&g.c[(i0 + r) * W]);
+    ci[r] = -load(&g.shift[(i0 + r) * W]);
     for (int k = 0; k < D; ++k) xi[r][k] = load(g.x + k * n * S + (i0 + r) * S);
   }
   Sums<T, D, R> total;  // over the chunks done so far
@@ -408,7 +397,7 @@ inline void lane_rows(const Problem<T>& P, const LaneGroup<T>& g, int i0) {
   }
   for (int r = 0; r < R; ++r) {
     const int64_t i = i0 + r;
-    store(P.C + g.row + i * S, load(&g.h[i * W]));
+    store(P.C + g.row + i * S, load(&g.shift[i * W]));
     store(P.s + g.row + i * S, total.s[r]);
     for (int k = 0; k < D; ++k) store(P.A + (g.x - P.X) + k * n * S + i * S, total.A[r][k]);
   }
@@ -419,7 +408,7 @@ inline void lane_rows_any(const Problem<T>& P, const LaneGroup<T>& g, int i0) {
   g.bounded ? lane_rows<T, D, R, true>(P, g, i0) : lane_rows<T, D, R, false>(P, g, i0);
 }
 
-// Group `grp`: systems [s0, s0 + W) of outer index o.
+// The group of systems [s0, s0 + W) of outer index o.
 template <class T, int D>
 void lane_group(const Problem<T>& P, int64_t o, int64_t s0, LaneGroup<T>& g) {
   constexpr int W = Simd<T>::W, R = rows_per_lane_block<D>();
@@ -427,13 +416,11 @@ void lane_group(const Problem<T>& P, int64_t o, int64_t s0, LaneGroup<T>& g) {
   const int64_t sys0 = o * S + s0;
   g.x = P.X + o * D * n * S + s0;
   g.row = o * n * S + s0;
-  g.sys0 = sys0;
   g.log_w = P.log_w + (sys0 * P.weight_rows / P.systems) * n;
   g.beta = load(P.beta + sys0);
   g.bounded = true;
   for (int l = 0; l < W; ++l) g.bounded = g.bounded && P.beta[sys0 + l] >= 0;
-  g.c.resize(n * W);
-  g.h.resize(n * W);
+  g.shift.resize(n * W);
   V<T> M = splat(-std::numeric_limits<T>::infinity());
   for (int64_t i = 0; i < n; ++i) {
     V<T> norm2 = splat(T(0));
@@ -442,17 +429,13 @@ void lane_group(const Problem<T>& P, int64_t o, int64_t s0, LaneGroup<T>& g) {
       norm2 = x * x + norm2;
     }
     const V<T> h = T(0.5) * g.beta * norm2;
-    store(&g.h[i * W], h);
+    store(&g.shift[i * W], h);
     const V<T> gi = h + g.log_w[i];
     M = gi > M ? gi : M;
   }
   const V<T> inf = splat(std::numeric_limits<T>::infinity());
   M = (M > -inf) & (M < inf) ? M : splat(T(0));  // no finite weight: any shift will do
-  for (int64_t i = 0; i < n; ++i) {
-    const V<T> h = load(&g.h[i * W]);
-    store(&g.c[i * W], -h - M);
-    store(&g.h[i * W], h + M);
-  }
+  for (int64_t i = 0; i < n; ++i) store(&g.shift[i * W], load(&g.shift[i * W]) + M);
   int i0 = 0;
   for (; i0 + R <= n; i0 += R) lane_rows_any<T, D, R>(P, g, i0);
   for (; i0 < n; ++i0) lane_rows_any<T, D, 1>(P, g, i0);
@@ -477,7 +460,7 @@ void run(const Problem<T>& P, ffi::ThreadPool& pool) {
         thread_local System<T> sys;
         const int64_t id = o * P.inner + groups * W + (t - groups);
         prepare<T, D>(P, id, sys);
-        rows<T, D>(sys, 0, int(vectors), sys.bounded);
+        rows<T, D>(sys, 0, int(vectors));
         finish<T, D>(P, id, sys);
       }
     });
@@ -491,7 +474,7 @@ void run(const Problem<T>& P, ffi::ThreadPool& pool) {
       thread_local System<T> sys;
       for (int64_t id = task * grain; id < std::min(P.systems, (task + 1) * grain); ++id) {
         prepare<T, D>(P, id, sys);
-        rows<T, D>(sys, 0, int(vectors), sys.bounded);
+        rows<T, D>(sys, 0, int(vectors));
         finish<T, D>(P, id, sys);
       }
     });
@@ -503,7 +486,7 @@ void run(const Problem<T>& P, ffi::ThreadPool& pool) {
     prepare<T, D>(P, id, sys);
     parallel_for(pool, blocks, [&](int64_t blk) {
       const int v0 = int(blk * NV);
-      rows<T, D>(sys, v0, int(std::min<int64_t>(NV, vectors - v0)), sys.bounded);
+      rows<T, D>(sys, v0, int(std::min<int64_t>(NV, vectors - v0)));
     });
     finish<T, D>(P, id, sys);
   }

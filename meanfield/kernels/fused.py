@@ -38,7 +38,7 @@ from jax import lax
 
 from ..sphere import project
 from . import native
-from ._base import AbstractKernel, KernelError, Stats, accumulation_dtype
+from ._base import AbstractKernel, KernelError, Stats, accumulation_dtype, bounded_sums_exact
 from .tiled import Tiled
 
 #: Largest d the native loop is compiled for.
@@ -62,10 +62,8 @@ def _fused_sums(X, beta, log_w, layout: int):
     """(L, Y) of S systems: X (S, n, d) (layout 0) or (d, n, S) (layout 1), beta (S,),
     log_w (n,), all in float32 or float64 (module docstring)."""
     C, s, A = native.self_sums(X, beta, log_w, layout)
-    finfo = jnp.finfo(X.dtype)
-    n = X.shape[1]
-    in_range = (s >= n * float(finfo.tiny) / float(finfo.eps)) & (s <= float(finfo.max))
-    ok = jnp.all(in_range) | jnp.all(jnp.isneginf(log_w))
+    # rows on the last axis of s in layout 0, on the middle one (n, S) in layout 1
+    ok = bounded_sums_exact(s if layout == 0 else s.T, log_w)
 
     def exact():  # the same three outputs: shifts L, unit sums, means Y
         L, Y = _exact(X, beta, log_w, layout)
@@ -126,8 +124,4 @@ class Fused(AbstractKernel):
         """The lanes layout (an ensemble's state, see `Lanes`): XP (d, n, S), beta (S,),
         log_w (n,) -> Stats(L (n, S), T (d, n, S)), without transposes."""
         L, Y = self._sums(XP, beta, log_w, 1)
-        X = XP.astype(L.dtype)
-        # <x_i, y_i> plane by plane: XLA:CPU's reduction over the short leading axis is
-        # 10x slower than the d products (see sphere._norm)
-        r = sum(X[k] * Y[k] for k in range(X.shape[0]))
-        return Stats(L, (Y - r[None] * X).astype(XP.dtype))
+        return Stats(L, project(XP.astype(L.dtype), Y, axis=0).astype(XP.dtype))

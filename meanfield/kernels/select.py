@@ -22,9 +22,8 @@ Why: on a 2-core CPU the native fused loop beat every pure-JAX kernel for self-i
 at d <= 8 at every size measured (n = 16 to 8192 at d = 3, and d = 8: 1.4-3.3x the tiles,
 1.3-1.9x the symmetric strips from n = 1024, 1.6-1.8x the lanes layout for 2048 x n = 32 x
 d = 2); without it (no compiler, `MEANFIELD_NATIVE=0`) the rows below apply. The 512 x
-1024 tiles were the fastest measured, also for small
-problems at d <= 4 (1.0-1.5x the dense matmul form single, 1.1-1.4x vmapped; the
-broadcast-sum scores were 2.5-15x slower on the AVX-512 EPYC of 2026-12-07); for
+1024 tiles were the fastest measured, also for small problems at d <= 4 (1.0-1.5x the
+dense matmul form single, 1.1-1.4x vmapped; the broadcast-sum scores were 2.5-15x slower on the AVX-512 EPYC of 2026-12-07); for
 self-interaction the symmetric strips (half the exponentials) ran 1.15x the tiles at n =
 1024 (d <= 8), 1.5x at n = 2048, 1.7x at 4096 and 8192 and 2.1x at 16384 for d = 3, 1.3x
 at d = 16, 1.1x at d = 64 from n = 4096 (at d = 64 and n = 2048, or d = 256, where the

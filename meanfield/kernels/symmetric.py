@@ -49,6 +49,7 @@ from ._base import (
     AbstractKernel,
     Stats,
     accumulation_dtype,
+    bounded_sums_exact,
     check_block_sizes,
     check_precision,
     dot_nn,
@@ -160,9 +161,7 @@ class Symmetric(AbstractKernel):
         A = Ai.reshape(N, e) + (At[:, :N] + At[:, N : 2 * N]).T
         A = A[:n]
         s = A[:, -1]
-        finfo = jnp.finfo(acc)
-        floor = n * float(finfo.tiny) / float(finfo.eps)
-        ok = jnp.all((s >= floor) & jnp.isfinite(s)) | jnp.all(jnp.isneginf(log_w))
+        ok = bounded_sums_exact(s, log_w)
         Y = A[:, :d] / s[:, None] if with_values else None
         return h + M + jnp.log(s), Y, ok
 
